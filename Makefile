@@ -1,0 +1,40 @@
+# The two commands of the book (see README):
+#   make book   - set up .venv if needed and build the book into _build/html
+#   make test   - set up .venv if needed, run the tests, build the book, test it in a browser
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+JB_FLAGS := -W -n --keep-going
+
+.PHONY: book test unit venv clean figures bench
+
+$(STAMP): requirements/book.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/book.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	rm -rf _build/html _build/jupyter_execute
+	SLIMLIB_STATIC=1 MPLBACKEND=Agg $(VENV)/bin/jupyter-book build . $(JB_FLAGS)
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not book and not browser" tests
+
+test: $(STAMP)
+	$(MAKE) unit
+	$(MAKE) book
+	$(PY) -m pytest -q -m "browser" tests
+
+figures: $(STAMP)
+	$(PY) -m slimlib figures --out _build/figures
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_solvers.py
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis

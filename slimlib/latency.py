@@ -1,0 +1,164 @@
+"""The one evaluator: expected per-token latency of a placement.
+
+Chapter *The system model*, eqs. (4)–(8) (SPEC §1).  Every method, figure and
+test in the book scores placements with :func:`average_latency` (or its
+communication-only variant); solvers may keep faster incremental forms, but
+their tests compare against these functions.
+
+Latency of one expert call for user ``m`` (``h`` bits of hidden state,
+``F`` FLOP per expert):
+
+* local: ``F / f_m``                                               (eq. 4)
+* edge server ``n``: ``h/r_up[m,n] + F/f_n + h/r_dn[m,n]``          (eq. 5)
+* cloud via the user's best server ``n0``:
+  ``h/r_up[m,n0] + h/r_bh + d_bh + F/f_c + d_bh + h/r_bh + h/r_dn[m,n0]`` (eq. 6)
+
+An expert is served from the fastest location holding it (eq. 7); a Top-K group
+waits for its slowest expert, and the per-token latency is the
+probability-weighted sum over groups and layers (eq. 8).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .problem import Placement, Problem
+
+__all__ = ["CallLatency", "call_latency", "expert_latency", "group_latency", "user_latency",
+           "average_latency", "communication_latency", "latency_reduction", "best_server"]
+
+
+@dataclass(frozen=True)
+class CallLatency:
+    """Latency of one expert call from every location (chapter *The system model*, eqs. (4)–(6)).
+
+    Attributes (seconds)
+    --------------------
+    local : ndarray, shape (M,)
+    edge : ndarray, shape (M, N)
+    cloud : ndarray, shape (M,)
+    local_comm, edge_comm, cloud_comm : ndarray
+        The same with the compute terms removed (communication only).
+    best_server : ndarray of int, shape (M,)
+        ``n0``: the server whose radio link a cloud call goes through.
+    """
+
+    local: np.ndarray
+    edge: np.ndarray
+    cloud: np.ndarray
+    local_comm: np.ndarray
+    edge_comm: np.ndarray
+    cloud_comm: np.ndarray
+    best_server: np.ndarray
+
+
+def best_server(problem: Problem) -> np.ndarray:
+    """``n0(m)``: the server with the fastest round trip ``h/r_up + h/r_dn`` (any ``h``), shape ``(M,)``."""
+    net = problem.network
+    return np.argmin(1.0 / net.rate_up + 1.0 / net.rate_down, axis=1)
+
+
+def call_latency(problem: Problem) -> CallLatency:
+    """Per-user latency of one expert call at each location, eqs. (4)–(6).
+
+    Returns
+    -------
+    CallLatency
+        All arrays in seconds; users indexed by ``m``, servers by ``n``.
+    """
+    net = problem.network
+    M = net.num_users
+    mods = [problem.models[u] for u in problem.user_model]
+    F = np.array([m.flops_per_expert for m in mods])          # (M,) FLOP
+    h = np.array([m.hidden_bits for m in mods])               # (M,) bit
+    radio = h[:, None] / net.rate_up + h[:, None] / net.rate_down   # (M, N) s
+    n0 = best_server(problem)
+    radio0 = radio[np.arange(M), n0]
+    backhaul = 2 * h / net.backhaul_rate_bps + 2 * net.backhaul_delay_s
+    local = F / net.user_flops
+    edge = radio + F[:, None] / net.server_flops[None, :]
+    cloud = radio0 + backhaul + F / net.cloud_flops
+    return CallLatency(local=local, edge=edge, cloud=cloud, local_comm=np.zeros(M), edge_comm=radio,
+                       cloud_comm=radio0 + backhaul, best_server=n0)
+
+
+def expert_latency(problem: Problem, placement: Placement, user: int, *, communication: bool = False,
+                   calls: CallLatency | None = None) -> np.ndarray:
+    """``tau_m(l, e)``: latency of each expert for user ``m``, eq. (7), shape ``(L, E)``, seconds.
+
+    The expert is served from the location with the smallest total latency
+    (device if cached there, any server caching it, else the cloud).  With
+    ``communication=True`` the communication part of that same choice is
+    returned.
+    """
+    c = call_latency(problem) if calls is None else calls
+    u = problem.user_model[user]
+    x = placement.server[u]                                   # (N, L, E)
+    y = placement.device[user]                                # (L, E)
+    edge_t = np.where(x, c.edge[user][:, None, None], np.inf)  # (N, L, E)
+    cand = np.stack([np.where(y, c.local[user], np.inf),
+                     np.full(y.shape, c.cloud[user])])        # (2, L, E)
+    total = np.concatenate([cand, edge_t])                    # (2+N, L, E)
+    choice = np.argmin(total, axis=0)
+    if not communication:
+        return np.take_along_axis(total, choice[None], 0)[0]
+    comm = np.concatenate([np.stack([np.full(y.shape, c.local_comm[user]), np.full(y.shape, c.cloud_comm[user])]),
+                           np.broadcast_to(c.edge_comm[user][:, None, None], x.shape)])
+    return np.take_along_axis(comm, choice[None], 0)[0]
+
+
+def group_latency(tau: np.ndarray, layer: np.ndarray, experts: np.ndarray) -> np.ndarray:
+    """``tau(l, G) = max_{e in G} tau(l, e)``, eq. (8).
+
+    Parameters
+    ----------
+    tau : ndarray, shape (L, E)
+    layer : ndarray of int, shape (G,)
+    experts : ndarray of int, shape (G, K)
+
+    Returns
+    -------
+    ndarray, shape (G,)
+    """
+    return tau[layer[:, None], experts].max(axis=1)
+
+
+def user_latency(problem: Problem, placement: Placement, *, communication: bool = False) -> np.ndarray:
+    """``T_m``: expected per-token latency of every user, eq. (8), shape ``(M,)``, seconds."""
+    placement.check(problem)
+    c = call_latency(problem)
+    out = np.empty(problem.num_users)
+    for m, s in enumerate(problem.stats):
+        tau = expert_latency(problem, placement, m, communication=communication, calls=c)
+        out[m] = float(group_latency(tau, s.group_layer, s.group_experts) @ s.group_prob)
+    return out
+
+
+def average_latency(problem: Problem, placement: Placement, *, communication: bool = False) -> float:
+    """Weighted average per-token latency ``sum_m w_m T_m / sum_m w_m``, objective of (P1), seconds.
+
+    This is the one evaluator of the book: every method and figure is scored by it.
+
+    Parameters
+    ----------
+    problem : Problem
+    placement : Placement
+        Must fit ``problem`` (checked; an infeasible placement raises ValueError).
+    communication : bool
+        Count only the communication part (Fig. 1).
+    """
+    w = problem.network.user_weight
+    return float(w @ user_latency(problem, placement, communication=communication) / w.sum())
+
+
+def communication_latency(problem: Problem, placement: Placement) -> float:
+    """Average per-token communication latency (compute terms removed), seconds (Fig. 1)."""
+    return average_latency(problem, placement, communication=True)
+
+
+def latency_reduction(problem: Problem, placement: Placement) -> float:
+    """``R(x) = sum_m w_m (T_m(no edge cache) - T_m(x))``, seconds, the maximisation form of (P1)."""
+    w = problem.network.user_weight
+    base = user_latency(problem, Placement.empty(problem))
+    return float(w @ (base - user_latency(problem, placement)))

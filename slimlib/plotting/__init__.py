@@ -1,0 +1,98 @@
+"""The book's one plotting style, and deterministic figure export.
+
+Every figure of the book is drawn by a function in this package (never in a
+notebook).  Submodules hold the draw functions of one chapter each; this module
+holds what they share: the house style, the colour and marker of every method,
+and :func:`savefig`, which writes byte-identical PNG/SVG files for identical
+figures (no timestamps or version strings in the metadata).
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+
+__all__ = ["STYLE", "METHOD_STYLE", "method_style", "style", "new_figure", "savefig", "source_note"]
+
+#: rcParams of the house style (small, legible, colour-blind-safe cycle).
+STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 120,
+    "figure.figsize": (6.4, 3.8),
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 5,
+    "svg.hashsalt": "slimcaching",
+    "axes.prop_cycle": matplotlib.cycler(color=["#0072B2", "#D55E00", "#009E73", "#CC79A7",
+                                                "#E69F00", "#56B4E9", "#F0E442", "#000000"]),
+}
+
+#: Colour, marker, line style and legend label of every method (one place for all figures).
+METHOD_STYLE = {
+    "exact": dict(color="#000000", marker="*", linestyle="--", label="Optimum (MILP)"),
+    "brute-force": dict(color="#000000", marker="*", linestyle=":", label="Optimum (brute force)"),
+    "greedy": dict(color="#0072B2", marker="o", linestyle="-", label="Greedy (Alg. 1)"),
+    "decomposition": dict(color="#D55E00", marker="s", linestyle="-", label="Decomposition + DP (Alg. 2)"),
+    "accelerated": dict(color="#E69F00", marker="^", linestyle="-", label="Accelerated, max-plus (Alg. 3)"),
+    "blind-greedy": dict(color="#56B4E9", marker="v", linestyle="-.", label="Co-activation-blind greedy"),
+    "popularity": dict(color="#009E73", marker="D", linestyle="-.", label="Popularity"),
+    "coordinated-popularity": dict(color="#CC79A7", marker="P", linestyle="-.", label="Coordinated popularity"),
+    "random": dict(color="#999999", marker="x", linestyle=":", label="Random"),
+    "none": dict(color="#666666", marker="", linestyle=":", label="No edge caching"),
+    "u-shaped": dict(color="#7F3C8D", marker="h", linestyle="--", label="U-shaped split inference"),
+    "slimcaching": dict(color="#D55E00", marker="s", linestyle="-", label="SlimCaching"),
+}
+
+
+def method_style(method: str) -> dict:
+    """Plot keywords (color, marker, linestyle, label) of a method name."""
+    return dict(METHOD_STYLE.get(method, dict(label=method)))
+
+
+@contextlib.contextmanager
+def style():
+    """Context manager applying the house style."""
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, **kw):
+    """``plt.subplots`` in the house style; returns ``(fig, axes)``."""
+    with style():
+        fig, axes = plt.subplots(nrows, ncols, **kw)
+    for ax in (axes.flat if hasattr(axes, "flat") else [axes]):
+        ax.grid(True, alpha=STYLE["grid.alpha"])
+        ax.spines["top"].set_visible(False)
+        ax.spines["right"].set_visible(False)
+    return fig, axes
+
+
+def source_note(fig, text: str) -> None:
+    """Write the statistics source (e.g. ``"statistics: synthetic"``) in the figure's corner."""
+    fig.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color="#555555")
+
+
+def savefig(fig, path, **kw) -> Path:
+    """Save ``fig`` deterministically (PNG/SVG/PDF chosen by suffix).
+
+    Metadata that would change between runs (software version, creation date)
+    is removed, so identical figures give identical bytes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    md = {".png": {"Software": None}, ".svg": {"Date": None, "Creator": None},
+          ".pdf": {"CreationDate": None, "Producer": None, "Creator": None}}.get(suffix)
+    with matplotlib.rc_context({"svg.hashsalt": "slimcaching"}):
+        fig.savefig(path, metadata=md, **kw)
+    return path

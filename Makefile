@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: book test unit venv clean figures bench
+.PHONY: book test unit venv clean figures bench page
 
 $(STAMP): requirements/book.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis
+
+# Build some pages alone, for writing a chapter: make page PAGES="chapters/greedy chapters/maxplus"
+# (warnings about references into chapters not built are expected here; `make book` is the gate).
+PAGES ?= chapters/system_model
+page: $(STAMP)
+	@d=$$(mktemp -d /tmp/slimbook.XXXXXX); cp _config.yml references.bib $$d/; ln -s $(CURDIR)/chapters $$d/chapters; \
+	{ echo "format: jb-book"; echo "root: chapters/intro"; echo "chapters:"; \
+	  for p in $(PAGES); do echo "  - file: $$p"; done; echo "  - file: chapters/references"; } > $$d/_toc.yml; \
+	SLIMLIB_STATIC=1 MPLBACKEND=Agg $(VENV)/bin/jupyter-book build $$d --keep-going 2>&1 | grep -vE "IPKernelApp|^\s*$$" | tail -40; \
+	echo "HTML in $$d/_build/html"

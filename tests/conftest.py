@@ -1,0 +1,31 @@
+"""Shared fixtures and hypothesis strategies for the slimlib tests."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings, strategies as st
+
+from slimlib.instances import random_problem
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+settings.register_profile("slimlib", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("slimlib")
+
+
+@st.composite
+def tiny_problems(draw, top_k=None, max_experts: int = 4, max_servers: int = 2, max_users: int = 2,
+                  max_layers: int = 2, server_slots=(0, 3)):
+    """Hypothesis strategy: tiny random problems (brute force stays cheap)."""
+    k = draw(st.integers(1, 3)) if top_k is None else top_k
+    e = draw(st.integers(max(k, 2), max(max_experts, k)))
+    return random_problem(draw(st.integers(0, 2**31 - 1)), num_users=draw(st.integers(1, max_users)),
+                          num_servers=draw(st.integers(1, max_servers)), num_layers=draw(st.integers(1, max_layers)),
+                          num_experts=e, top_k=k, server_slots=server_slots)
+
+
+@pytest.fixture
+def rng():
+    import numpy as np
+    return np.random.default_rng(12345)

@@ -81,7 +81,12 @@ class ActivationStats:
         K, E = self.top_k, self.num_experts
         layers_g, layers_p, layers_c = [], [], []
         for l, (g, w) in enumerate(zip(groups, weights)):
-            g = np.asarray(g)
+            try:
+                g = np.asarray(g)
+            except ValueError:
+                raise V.fail(f"ActivationStats.groups[{l}]", g, f"every group must have K={K} experts") from None
+            if g.dtype == object:
+                raise V.fail(f"ActivationStats.groups[{l}]", g.tolist(), f"every group must have K={K} integer experts")
             if g.size == 0:
                 raise V.fail(f"ActivationStats.groups[{l}]", g.tolist(), "layer has no groups")
             if g.ndim == 1 and K == 1:
@@ -111,7 +116,7 @@ class ActivationStats:
                 s = float(w.sum())
                 if abs(s - 1.0) > PROB_TOL:
                     raise V.fail(f"ActivationStats.probs[{l}]", s, "probabilities must sum to 1 (tolerance 1e-6)")
-                p = w / s
+                p = w  # kept as given, so JSON round trips are exact
                 layers_c.append(None)
             else:
                 s = float(w.sum())

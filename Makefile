@@ -20,7 +20,7 @@ venv: $(STAMP)
 
 book: $(STAMP)
 	rm -rf _build/html _build/jupyter_execute
-	SLIMLIB_STATIC=1 MPLBACKEND=Agg $(VENV)/bin/jupyter-book build . $(JB_FLAGS)
+	SLIMLIB_STATIC=1 $(VENV)/bin/jupyter-book build . $(JB_FLAGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q -m "not book and not browser" tests
@@ -46,5 +46,5 @@ page: $(STAMP)
 	@d=$$(mktemp -d /tmp/slimbook.XXXXXX); cp _config.yml references.bib $$d/; ln -s $(CURDIR)/chapters $$d/chapters; \
 	{ echo "format: jb-book"; echo "root: chapters/intro"; echo "chapters:"; \
 	  for p in $(PAGES); do echo "  - file: $$p"; done; echo "  - file: chapters/references"; } > $$d/_toc.yml; \
-	SLIMLIB_STATIC=1 MPLBACKEND=Agg $(VENV)/bin/jupyter-book build $$d --keep-going 2>&1 | grep -vE "IPKernelApp|^\s*$$" | tail -40; \
+	SLIMLIB_STATIC=1 $(VENV)/bin/jupyter-book build $$d --keep-going 2>&1 | grep -vE "IPKernelApp|^\s*$$" | tail -40; \
 	echo "HTML in $$d/_build/html"

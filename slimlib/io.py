@@ -106,7 +106,9 @@ def data_dir() -> Path:
 
 def model_card_names() -> list[str]:
     """Names of the model cards shipped in ``data/models``."""
-    return sorted(p.stem for p in (data_dir() / "models").glob("*.json"))
+    import re
+    key = lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+    return sorted((p.stem for p in (data_dir() / "models").glob("*.json")), key=key)
 
 
 def load_model_card(name: str):

@@ -26,7 +26,8 @@ import numpy as np
 from .problem import Placement, Problem
 
 __all__ = ["CallLatency", "call_latency", "expert_latency", "group_latency", "user_latency",
-           "average_latency", "communication_latency", "latency_reduction", "best_server"]
+           "average_latency", "communication_latency", "latency_reduction", "best_server",
+           "latency_breakdown"]
 
 
 @dataclass(frozen=True)
@@ -162,3 +163,40 @@ def latency_reduction(problem: Problem, placement: Placement) -> float:
     w = problem.network.user_weight
     base = user_latency(problem, Placement.empty(problem))
     return float(w @ (base - user_latency(problem, placement)))
+
+
+def latency_breakdown(model, params, distance_m: float) -> dict:
+    """Components of one expert call for one user at ``distance_m`` from one server (chapter *The system model*).
+
+    Uses Table 1 (``params``) and eqs. (2), (4)–(6) through :class:`~slimlib.Network` and
+    :func:`call_latency`, so the numbers are those of the evaluator.
+
+    Parameters
+    ----------
+    model : MoEModel
+    params : Parameters
+    distance_m : float
+        User–server distance, metres.
+
+    Returns
+    -------
+    dict
+        Seconds: ``uplink``, ``downlink``, ``device_compute``, ``edge_compute``,
+        ``cloud_compute``, ``backhaul`` (both directions, incl. delays), and the
+        totals ``local``, ``edge``, ``cloud``; also ``rate_up_bps`` and ``rate_down_bps``.
+    """
+    from .network import Network
+    from .stats import ActivationStats
+    net = Network.from_parameters(params, num_users=1, num_servers=1, distance_m=[[distance_m]])
+    stats = ActivationStats(model.num_experts, model.top_k,
+                            [[list(range(model.top_k))]] * model.num_layers, probs=[[1.0]] * model.num_layers)
+    prob = Problem(model, net.replace(user_capacity_bytes=[0.0]), stats)
+    c = call_latency(prob)
+    h, F = model.hidden_bits, model.flops_per_expert
+    out = {"rate_up_bps": float(net.rate_up[0, 0]), "rate_down_bps": float(net.rate_down[0, 0]),
+           "uplink": h / float(net.rate_up[0, 0]), "downlink": h / float(net.rate_down[0, 0]),
+           "device_compute": F / float(net.user_flops[0]), "edge_compute": F / float(net.server_flops[0]),
+           "cloud_compute": F / net.cloud_flops,
+           "backhaul": 2 * h / net.backhaul_rate_bps + 2 * net.backhaul_delay_s,
+           "local": float(c.local[0]), "edge": float(c.edge[0, 0]), "cloud": float(c.cloud[0])}
+    return out

@@ -9,7 +9,7 @@ JB_FLAGS := -W -n --keep-going
 
 .PHONY: book test unit venv clean figures bench page
 
-$(STAMP): requirements/book.lock pyproject.toml
+$(STAMP): requirements/book.lock pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/book.lock
@@ -18,14 +18,27 @@ $(STAMP): requirements/book.lock pyproject.toml
 
 venv: $(STAMP)
 
-book: $(STAMP)
+# Browser assets of the site (MathJax 3, require.js, widgets HTML manager): pinned in
+# package-lock.json, copied into _build/html/_vendor by slimlib.sphinxext. No CDN at read time.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(NODE_STAMP)
+
+# Debian's Chromium for the browser test (driven by Playwright with executable_path; no browser download).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium
+
+book: $(STAMP) $(NODE_STAMP)
 	rm -rf _build/html _build/jupyter_execute
 	SLIMLIB_STATIC=1 $(VENV)/bin/jupyter-book build . $(JB_FLAGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q -m "not book and not browser" tests
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(MAKE) unit
 	$(MAKE) book
 	$(PY) -m pytest -q -m "browser" tests
@@ -42,7 +55,7 @@ clean:
 # Build some pages alone, for writing a chapter: make page PAGES="chapters/greedy chapters/maxplus"
 # (warnings about references into chapters not built are expected here; `make book` is the gate).
 PAGES ?= chapters/system_model
-page: $(STAMP)
+page: $(STAMP) $(NODE_STAMP)
 	@d=$$(mktemp -d /tmp/slimbook.XXXXXX); cp _config.yml references.bib $$d/; ln -s $(CURDIR)/chapters $$d/chapters; \
 	{ echo "format: jb-book"; echo "root: chapters/intro"; echo "chapters:"; \
 	  for p in $(PAGES); do echo "  - file: $$p"; done; echo "  - file: chapters/references"; } > $$d/_toc.yml; \

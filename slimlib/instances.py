@@ -16,7 +16,7 @@ from .network import Network
 from .problem import Problem
 from .stats import ActivationStats
 
-__all__ = ["random_stats", "random_problem"]
+__all__ = ["random_stats", "random_problem", "random_mixed_problem"]
 
 
 def random_stats(rng, num_layers: int, num_experts: int, top_k: int, *, concentration: float = 0.5,
@@ -90,3 +90,42 @@ def random_problem(seed=0, *, num_users: int = 2, num_servers: int = 2, num_laye
         backhaul_rate_bps=1e9, backhaul_delay_s=rng.uniform(1e-3, 10e-3), cloud_flops=100e12,
         user_weight=rng.uniform(0.5, 2.0, num_users) if weights else None)
     return Problem(model, net, stats, name=f"random-{num_users}x{num_servers}x{num_layers}x{num_experts}k{top_k}")
+
+
+def random_mixed_problem(seed=0, *, num_users: int = 3, num_servers: int = 2, num_layers: int = 2,
+                         num_experts: int = 3, top_k: int = 1, sizes=(1, 2, 3), server_units=(0, 6),
+                         device_units=(0, 2), concentration: float = 0.5, weights: bool = False) -> Problem:
+    """A small random instance with several models of different expert sizes (knapsack structure).
+
+    One model per entry of ``sizes`` (model ``i`` has experts of ``sizes[i]`` units of 1 MB);
+    users are spread over the models round-robin; server and device capacities are drawn in
+    whole units from ``server_units`` / ``device_units`` (inclusive), so an expert may not fit
+    where a smaller one does.  Other draws as :func:`random_problem`.
+    Chapter *Greedy for K = 1* (ratios to the optimum) and the solver tests.
+    """
+    rng = np.random.default_rng(seed)
+    for name, v in (("num_users", num_users), ("num_servers", num_servers), ("num_layers", num_layers),
+                    ("num_experts", num_experts), ("top_k", top_k)):
+        V.number(name, v, integer=True, positive=True)
+    if top_k > num_experts:
+        raise V.fail("top_k", top_k, f"must be <= num_experts={num_experts}")
+    if len(sizes) == 0:
+        raise V.fail("sizes", sizes, "needs at least one expert size")
+    unit = 10**6
+    models = [MoEModel(f"random-s{s}", num_layers, num_experts, top_k, hidden_size=1000,
+                       params_per_expert=int(V.number(f"sizes[{i}]", s, integer=True, positive=True)) * unit,
+                       bytes_per_param=1, act_bytes=1) for i, s in enumerate(sizes)]
+    user_model = np.arange(num_users) % len(models)
+    stats = [random_stats(rng, num_layers, num_experts, top_k, concentration=concentration)
+             for _ in range(num_users)]
+    net = Network(
+        server_capacity_bytes=rng.integers(server_units[0], server_units[1] + 1, num_servers) * float(unit),
+        server_flops=rng.uniform(5e12, 40e12, num_servers),
+        user_capacity_bytes=rng.integers(device_units[0], device_units[1] + 1, num_users) * float(unit),
+        user_flops=rng.uniform(0.2e9, 2e9, num_users),
+        rate_up=rng.uniform(2e6, 60e6, (num_users, num_servers)),
+        rate_down=rng.uniform(2e6, 60e6, (num_users, num_servers)),
+        backhaul_rate_bps=1e9, backhaul_delay_s=rng.uniform(1e-3, 10e-3), cloud_flops=100e12,
+        user_weight=rng.uniform(0.5, 2.0, num_users) if weights else None)
+    return Problem(models, net, stats, user_model=user_model,
+                   name=f"mixed-{num_users}x{num_servers}x{num_layers}x{num_experts}k{top_k}")

@@ -91,15 +91,17 @@ def save(obj, path: str | os.PathLike) -> Path:
 def data_dir() -> Path:
     """Folder of the book's data files.
 
-    ``$SLIMLIB_DATA`` if set, else the ``data/`` folder of the repository the
-    package was installed from (editable install, as ``make`` does it).
+    ``$SLIMLIB_DATA`` if set, else the copy shipped inside an installed wheel
+    (``slimlib/_data``, e.g. ``pip install "slimlib @ git+..."`` on Colab; see
+    ``setup.py``), else the ``data/`` folder of the repository the package was
+    installed from (editable install, as ``make`` does it).
     """
     env = os.environ.get("SLIMLIB_DATA")
     if env:
         return Path(env)
     here = Path(__file__).resolve().parent
-    for cand in (here.parent / "data", here / "_data"):
-        if cand.is_dir():
+    for cand in (here / "_data", here.parent / "data"):
+        if (cand / "models").is_dir():
             return cand
     raise V.fail("SLIMLIB_DATA", None, "cannot find the data folder; set $SLIMLIB_DATA to the repository's data/")
 

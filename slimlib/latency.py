@@ -34,8 +34,10 @@ __all__ = ["CallLatency", "call_latency", "expert_latency", "group_latency", "us
 class CallLatency:
     """Latency of one expert call from every location (chapter *The system model*, eqs. (4)–(6)).
 
-    Attributes (seconds)
-    --------------------
+    Every latency is in seconds.
+
+    Attributes
+    ----------
     local : ndarray, shape (M,)
     edge : ndarray, shape (M, N)
     cloud : ndarray, shape (M,)

@@ -72,17 +72,17 @@ class MoEModel:
     # -- derived quantities ------------------------------------------------
     @property
     def expert_bytes(self) -> float:
-        """Storage of one expert in bytes: ``params_per_expert * bytes_per_param``."""
+        """Storage of one expert in bytes, ``params_per_expert * bytes_per_param``."""
         return self.params_per_expert * self.bytes_per_param
 
     @property
     def flops_per_expert(self) -> float:
-        """Compute of one expert for one token in FLOP: ``2 * params_per_expert``."""
+        """Compute of one expert for one token in FLOP, ``2 * params_per_expert``."""
         return 2.0 * self.params_per_expert
 
     @property
     def hidden_bits(self) -> float:
-        """Bits of the hidden state sent per hop: ``8 * hidden_size * act_bytes``."""
+        """Bits of the hidden state sent per hop, ``8 * hidden_size * act_bytes``."""
         return 8.0 * self.hidden_size * self.act_bytes
 
     @property

@@ -66,47 +66,73 @@ def _check_grid(grid: Mapping[str, Sequence]) -> dict:
     return out
 
 
-def _static(draw: Callable, grid: dict, fixed: dict, dpi: int, title: str | None):
-    from IPython.display import HTML
-    names = list(grid)
-    frames = {}
-    for combo in itertools.product(*(range(len(grid[k])) for k in names)):
-        params = {k: grid[k][i] for k, i in zip(names, combo)}
-        png = _fig_to_png(draw(**params, **fixed), dpi)
-        frames["-".join(map(str, combo))] = "data:image/png;base64," + base64.b64encode(png).decode()
-    uid = "slx-" + hashlib.sha1(json.dumps([names, [[_fmt(v) for v in grid[k]] for k in names],
-                                             sorted(map(str, fixed.items())), title or ""]).encode()).hexdigest()[:10]
-    first = "-".join("0" for _ in names)
-    rows = []
-    for i, k in enumerate(names):
-        labels = [_fmt(v) for v in grid[k]]
-        rows.append(
-            f'<label style="display:flex;gap:.6em;align-items:center;margin:.2em 0">'
-            f'<span style="min-width:9em;font-family:monospace">{html.escape(k)}</span>'
-            f'<input type="range" min="0" max="{len(labels) - 1}" step="1" value="0" data-index="{i}" '
-            f'data-labels=\'{html.escape(json.dumps(labels))}\' aria-label="{html.escape(k)}">'
-            f'<output style="font-family:monospace">{html.escape(labels[0])}</output></label>')
-    head = f'<div style="font-weight:600">{html.escape(title)}</div>' if title else ""
-    doc = f"""<div class="slimlib-explorer" id="{uid}" data-slimlib-explorer="{len(frames)}">{head}
-{''.join(rows)}
-<img class="slimlib-frame" alt="{html.escape(title or 'figure')}" style="max-width:100%" src="{frames[first]}">
-<script type="application/json" class="slimlib-frames">{json.dumps(frames)}</script>
-<script>(function(){{
- var root=document.getElementById("{uid}");
- var frames=JSON.parse(root.querySelector(".slimlib-frames").textContent);
+_COUNTER = itertools.count()
+
+# The inline control: a few lines of JavaScript, no library, no network.  It finds its own
+# explorer through document.currentScript (so two explorers with the same grid on one page
+# cannot get confused), and switches the <img> to the frame of the current slider positions.
+_SCRIPT = """(function(){
+ var root=document.currentScript.parentNode;
+ var data=JSON.parse(root.querySelector("script.slimlib-frames").textContent);
  var inputs=root.querySelectorAll("input[type=range]");
  var img=root.querySelector("img.slimlib-frame");
- function update(){{
+ function update(){
   var key=[];
-  inputs.forEach(function(el){{
+  for(var i=0;i<inputs.length;i++){
+   var el=inputs[i];
    key.push(el.value);
-   el.nextElementSibling.textContent=JSON.parse(el.dataset.labels)[+el.value];
-  }});
-  img.src=frames[key.join("-")];
-  img.dataset.key=key.join("-");
- }}
- inputs.forEach(function(el){{el.addEventListener("input",update);}});
-}})();</script></div>"""
+   el.nextElementSibling.textContent=JSON.parse(el.getAttribute("data-labels"))[+el.value];
+  }
+  key=key.join("-");
+  img.src=data.images[data.frames[key]];
+  img.setAttribute("data-key",key);
+ }
+ for(var i=0;i<inputs.length;i++){inputs[i].addEventListener("input",update);}
+})();"""
+
+
+def _static(draw: Callable, grid: dict, fixed: dict, dpi: int, title: str | None):
+    """The static face: every frame drawn now, switched by range inputs in the browser."""
+    from IPython.display import HTML
+    names = list(grid)
+    moving = [k for k in names if len(grid[k]) > 1]          # one slider per parameter that varies
+    images, index, frames = [], {}, {}
+    for combo in itertools.product(*(range(len(grid[k])) for k in moving)):
+        pos = dict(zip(moving, combo))
+        params = {k: grid[k][pos.get(k, 0)] for k in names}
+        uri = "data:image/png;base64," + base64.b64encode(_fig_to_png(draw(**params, **fixed), dpi)).decode()
+        if uri not in index:                                  # identical frames are stored once
+            index[uri] = len(images)
+            images.append(uri)
+        frames["-".join(map(str, combo))] = index[uri]
+    digest = hashlib.sha1(json.dumps([names, [[_fmt(v) for v in grid[k]] for k in names],
+                                      sorted(map(str, fixed.items())), title or ""]).encode()).hexdigest()[:10]
+    uid = f"slx-{digest}-{next(_COUNTER)}"
+    first = "-".join("0" for _ in moving)
+    mono = "font-family:var(--pst-font-family-monospace,monospace)"
+    rows = []
+    for i, k in enumerate(moving):
+        labels = [_fmt(v) for v in grid[k]]
+        rows.append(
+            f'<label style="display:flex;gap:.6em;align-items:center;margin:.15em 0">'
+            f'<span style="min-width:9em;{mono}">{html.escape(k)}</span>'
+            f'<input type="range" min="0" max="{len(labels) - 1}" step="1" value="0" data-index="{i}" '
+            f'data-labels="{html.escape(json.dumps(labels))}" aria-label="{html.escape(k)}">'
+            f'<output style="{mono}">{html.escape(labels[0])}</output></label>')
+    for k in names:
+        if k not in moving:
+            rows.append(f'<div style="margin:.15em 0;{mono}">{html.escape(k)} = {html.escape(_fmt(grid[k][0]))}</div>')
+    head = f'<div style="font-weight:600">{html.escape(title)}</div>' if title else ""
+    note = ('<div style="font-size:.8em;opacity:.75">'
+            f'{len(frames)} precomputed frame{"s" if len(frames) != 1 else ""}; '
+            'run the notebook for the full widget panel.</div>')
+    data = json.dumps({"frames": frames, "images": images}).replace("</", "<\\/")
+    doc = (f'<div class="slimlib-explorer" id="{uid}" data-slimlib-explorer="{len(frames)}">{head}\n'
+           f'{"".join(rows)}\n'
+           f'<img class="slimlib-frame" alt="{html.escape(title or "figure")}" style="max-width:100%" '
+           f'data-key="{first}" src="{images[frames[first]]}">\n{note}\n'
+           f'<script type="application/json" class="slimlib-frames">{data}</script>\n'
+           f'<script>{_SCRIPT}</script></div>')
     return HTML(doc)
 
 
@@ -148,7 +174,7 @@ def explore(draw: Callable, grid: Mapping[str, Sequence], *, mode: str = "auto",
     ----------
     draw : callable
         ``draw(**params, **fixed) -> matplotlib.figure.Figure``; a draw function
-        of :mod:`slimlib.plotting` wrapped around a data function.
+        of ``slimlib.plotting`` wrapped around a data function.
     grid : mapping of str to sequence
         Values of each parameter, in slider order.  The static face draws every
         combination, so keep the product small (tens of frames).

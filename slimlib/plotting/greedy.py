@@ -1,0 +1,192 @@
+"""Figures of chapter *Greedy for K = 1*.
+
+* :func:`draw_greedy_step` — one step of Algorithm 1 on a small instance: the
+  marginal saving per byte of every (server, expert) pair, what is cached, what
+  no longer fits, and the pair the greedy adds (the widget of the worked example).
+* :func:`draw_ratio_histograms` — measured ratios to the exact optimum.
+* :func:`draw_k2_counterexample` — how far the natural greedy falls behind on
+  the Top-2 counterexample as the probability of the "easy" group varies.
+
+Data come from :mod:`slimlib.solvers.greedy` (:func:`~slimlib.solvers.greedy.greedy_trace`,
+:func:`~slimlib.solvers.greedy.ratio_study`, :func:`~slimlib.solvers.greedy.k2_counterexample`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.patches import Rectangle
+
+from . import METHOD_STYLE, new_figure, source_note
+
+__all__ = ["draw_greedy_step", "draw_ratio_histograms", "draw_k2_counterexample"]
+
+_MB = 1e6
+
+
+def draw_greedy_step(step: int, *, pm, trace, optimum_s: float | None = None, source: str = "statistics: synthetic"):
+    """One step of the density greedy (chapter *Greedy for K = 1*, worked example).
+
+    Parameters
+    ----------
+    step : int
+        Index into ``trace`` (clipped to its length).
+    pm : slimlib.solvers.greedy.PairModel
+        The instance (one model).
+    trace : list of dict
+        From :func:`slimlib.solvers.greedy.greedy_trace`.
+    optimum_s : float, optional
+        ``R`` of the optimum (s), drawn as a reference line.
+    source : str
+        Statistics source note.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    prob = pm.problem
+    if len(prob.models) != 1:
+        raise ValueError(f"pm: the step drawing shows one model only (got {len(prob.models)} models)")
+    mod = prob.models[0]
+    L, E, N = mod.num_layers, mod.num_experts, pm.N
+    s = int(min(max(step, 0), len(trace) - 1))
+    st = trace[s]
+    dens = st["gains"] / pm.col_bytes[:, None] * _MB * 1e3          # ms per token per MB
+    vmax = max(float((trace[0]["gains"] / pm.col_bytes[:, None]).max()) * _MB * 1e3, 1e-12)
+    fig, axes = new_figure(1, N + 1, figsize=(2.3 * N + 3.2, 2.9),
+                           gridspec_kw=dict(width_ratios=[E] * N + [max(E, 4)]))
+    for n in range(N):
+        ax = axes[n]
+        ax.grid(False)
+        d = dens[:, n].reshape(L, E)
+        x = st["x"][:, n].reshape(L, E)
+        ok = st["fits"][:, n].reshape(L, E)
+        img = np.where(x | ~ok, np.nan, d)
+        ax.imshow(img, cmap="Blues", vmin=0, vmax=vmax, aspect="auto")
+        for l in range(L):
+            for e in range(E):
+                if x[l, e]:
+                    ax.add_patch(Rectangle((e - .5, l - .5), 1, 1, color="#009E73", alpha=.8))
+                    ax.text(e, l, "cached", ha="center", va="center", fontsize=7, color="white")
+                elif not ok[l, e]:
+                    ax.add_patch(Rectangle((e - .5, l - .5), 1, 1, color="#dddddd"))
+                    ax.text(e, l, "full", ha="center", va="center", fontsize=7, color="#555555")
+                else:
+                    ax.text(e, l, f"{d[l, e]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if d[l, e] > .6 * vmax else "black")
+        if st["pick"] is not None and st["pick"][0] == n:
+            c = st["pick"][1]
+            ax.add_patch(Rectangle((pm.col_expert[c] - .5, pm.col_layer[c] - .5), 1, 1, fill=False,
+                                   edgecolor="#D55E00", linewidth=2.5))
+        used = (st["x"][:, n] * pm.col_bytes).sum()
+        ax.set_title(f"server {n}: {used / mod.expert_bytes:.0f}/{pm.cap[n] / mod.expert_bytes:.0f} slots", fontsize=9)
+        ax.set_xticks(range(E))
+        ax.set_yticks(range(L))
+        ax.set_xlabel("expert")
+        if n == 0:
+            ax.set_ylabel("layer")
+    ax = axes[N]
+    vals = [t["value"] * 1e3 for t in trace]
+    ax.plot(range(len(vals)), vals, **{k: v for k, v in METHOD_STYLE["greedy"].items() if k != "label"},
+            label="greedy")
+    ax.plot([s], [vals[s]], "o", color="#D55E00", markersize=9, zorder=5)
+    if optimum_s is not None:
+        ax.axhline(optimum_s * 1e3, **{k: v for k, v in METHOD_STYLE["exact"].items()
+                                       if k in ("color", "linestyle")}, label="optimum")
+    ax.set_xlabel("step")
+    ax.set_ylabel("reduction R (ms/token)")
+    ax.legend(loc="lower right")
+    ax.set_xticks(range(len(vals)))
+    if st["pick"] is not None:
+        n, c = st["pick"]
+        head = (f"step {s}: add expert {pm.col_expert[c]} of layer {pm.col_layer[c]} to server {n} — "
+                f"saves {st['gain'] * 1e3:.3f} ms/token ({st['density'] * _MB * 1e3:.3f} ms per MB), "
+                "the most of all pairs that fit")
+    else:
+        why = "no pair that still fits saves anything" if st["fits"].any() else "every server is full"
+        head = f"step {s}: {why} — the greedy stops"
+    fig.suptitle(head, fontsize=9)
+    fig.text(0.005, 0.005, "cells: saving per MB of storage (ms/token per MB) if the pair were added now",
+             fontsize=7, color="#555555", va="bottom")
+    source_note(fig, source)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    return fig
+
+
+_REF = {"1 - 1/e": 1 - 1 / math.e, "1/2": 0.5, "(1 - 1/e)/2": (1 - 1 / math.e) / 2}
+
+
+def draw_ratio_histograms(panels, *, refs=None, bins: int = 25, source: str = "statistics: synthetic (random instances)"):
+    """Histograms of ``R(method) / R(optimum)`` (chapter *Greedy for K = 1*, measured ratios).
+
+    Parameters
+    ----------
+    panels : list of (str, dict)
+        ``(title, study)`` with ``study`` from :func:`slimlib.solvers.greedy.ratio_study`.
+    refs : list of list of str, optional
+        Per panel, names of proven bounds to mark (keys ``"1 - 1/e"``, ``"1/2"``,
+        ``"(1 - 1/e)/2"``).
+    bins : int
+    source : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    k = len(panels)
+    ncol = 2 if k > 1 else 1
+    nrow = math.ceil(k / ncol)
+    fig, axes = new_figure(nrow, ncol, figsize=(6.6, 2.6 * nrow), squeeze=False)
+    colors = ["#0072B2", "#E69F00", "#009E73", "#56B4E9", "#CC79A7"]
+    for i, (title, study) in enumerate(panels):
+        ax = axes.flat[i]
+        lo = min([0.0] + [float(r.min()) for r in study["ratios"].values() if len(r)])
+        edges = np.linspace(min(lo, 0.95) if lo < 0.95 else 0.95, 1.0, bins + 1)
+        if lo < 0.5:
+            edges = np.linspace(0.0, 1.0, bins + 1)
+        for j, (name, r) in enumerate(study["ratios"].items()):
+            style = METHOD_STYLE.get(name.split(" ")[0].split(",")[0], {})
+            ax.hist(np.clip(r, edges[0], 1.0), bins=edges, histtype="step", linewidth=1.6,
+                    color=colors[j % len(colors)] if not style else style.get("color", colors[j % len(colors)]),
+                    label=f"{name} (min {r.min():.3f})")
+        for ref in (refs[i] if refs else []):
+            x = _REF[ref]
+            if x >= edges[0]:
+                ax.axvline(x, color="#555555", linestyle=":", linewidth=1)
+                ax.text(x, ax.get_ylim()[1] * 0.95, f" {ref}", fontsize=7, va="top", color="#555555")
+        ax.set_yscale("log")
+        ax.set_title(f"{title} ({len(study['optimum_s'])} instances)")
+        ax.set_xlabel("R / R(optimum)")
+        ax.set_ylabel("instances")
+        ax.legend(loc="upper left", fontsize=7)
+    for j in range(k, nrow * ncol):
+        axes.flat[j].set_visible(False)
+    source_note(fig, source)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def draw_k2_counterexample(qs, ratios, *, source: str = "statistics: synthetic (hand-made instance)"):
+    """Ratio to the optimum on the Top-2 counterexample vs the probability ``q`` of the group ``{0, 1}``.
+
+    Parameters
+    ----------
+    qs : array_like, shape (Q,)
+    ratios : dict of str to array_like
+        Method name -> ``R(method) / R(optimum)`` at each ``q``.
+    source : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = new_figure(figsize=(5.2, 3.0))
+    for name, r in ratios.items():
+        ax.plot(qs, r, **METHOD_STYLE.get(name, dict(label=name)))
+    ax.set_xlabel("q = P({0, 1})   (1 - q = P({2, 3}))")
+    ax.set_ylabel("R / R(optimum)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower right")
+    source_note(fig, source)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig

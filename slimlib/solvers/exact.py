@@ -1,0 +1,274 @@
+"""Exact references: the mixed-integer program of (P1) and brute force.
+
+Chapter *Greedy for K = 1* (ratios to the optimum) and SPEC §3 ("Exact
+reference").  ``"exact"`` solves the MILP with HiGHS through
+:func:`scipy.optimize.milp`; ``"brute-force"`` enumerates every feasible
+placement of tiny instances and serves as an independent check of the MILP.
+
+The MILP
+--------
+Binary ``x[n, c]`` (server ``n`` caches column ``c = (u, l, e)``).  For every
+user ``m`` and column ``c`` it may call, let ``b_{m,c} = min(local if cached on
+the device, cloud)`` be the latency without edge caching, and ``S_{m,c}`` the
+servers that are faster (``t_{m,n} < b_{m,c}``).  Routing shares
+``z[m, c, n] in [0, 1]`` for ``n in S_{m,c}``, with
+
+.. math::
+
+    z_{m,c,n} \\le x_{n,c}, \\qquad \\sum_{n} z_{m,c,n} \\le 1, \\qquad
+    \\tau_{m,c} = b_{m,c} - \\sum_n (b_{m,c} - t_{m,n})\\, z_{m,c,n}.
+
+This is SPEC §3's formulation (shares over device/servers/cloud summing to 1)
+with the share of the base location eliminated (``z_base = 1 - sum_n z``) and
+the servers that cannot help dropped.  For ``K = 1`` the objective is
+``sum_m w_m sum_c p_{m,c} tau_{m,c} / sum_m w_m``; for Top-``K`` groups a
+continuous ``w[m, G] >= tau_{m,c}`` for every ``c in G`` is minimised in
+``sum_m w_m sum_G P_m(G) w[m, G] / sum_m w_m``.  Knapsacks: ``sum_c s_c x[n, c]
+<= Q_n``.  Pairs that cannot help any user, or do not fit alone, are fixed to 0.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from .. import _validate as V
+from ..problem import Placement, Problem
+from . import register
+from .greedy import PairModel
+
+__all__ = ["exact", "brute_force", "milp_model", "BRUTE_FORCE_LIMIT"]
+
+#: Default largest number of candidate placements ``"brute-force"`` accepts.
+BRUTE_FORCE_LIMIT = 2_000_000
+
+
+def milp_model(problem: Problem):
+    """Build the MILP of (P1) (see the module docstring).
+
+    Returns
+    -------
+    dict
+        ``c`` objective, ``A`` (sparse), ``lb``, ``ub`` row bounds,
+        ``integrality``, ``bounds`` (variable bounds), ``xvars`` ``(P, 2)`` pairs
+        ``(c, n)`` of the binaries (the first ``P`` variables), ``const``
+        (objective constant), ``scale`` (seconds per objective unit) and the
+        ``PairModel``.
+    """
+    pm = PairModel(problem)
+    w = problem.network.user_weight
+    wsum = float(w.sum())
+    # time unit: the no-caching average latency / 1000, so the objective is ~1e3
+    # (HiGHS' absolute MIP gap, 1e-6, is then ~1e-9 relative)
+    g0 = pm.cur0[pm.g_user[:, None], pm.g_cols].max(axis=1)
+    base = float(pm.g_w @ g0) / wsum
+    scale = base / 1e3 if base > 0 else 1.0
+    C, N = pm.C, pm.N
+    # columns each user calls, with their base latency
+    uc = np.unique(np.stack([pm.e_user, pm.e_col], 1), axis=0)          # (Q, 2) (m, c)
+    b = pm.cur0[uc[:, 0], uc[:, 1]]
+    t = pm.T[uc[:, 0]]                                                   # (Q, N)
+    fit_alone = pm.col_bytes[:, None] <= pm.cap[None, :] * (1 + 1e-12)  # (C, N)
+    helps = (t < b[:, None]) & fit_alone[uc[:, 1]]                      # (Q, N)
+    # binaries: pairs useful to somebody
+    useful = np.zeros((C, N), bool)
+    useful[uc[:, 1][:, None].repeat(N, 1)[helps], np.nonzero(helps)[1]] = True
+    xc, xn = np.nonzero(useful)
+    P = len(xc)
+    xid = -np.ones((C, N), np.int64)
+    xid[xc, xn] = np.arange(P)
+    # z variables
+    zq, zn = np.nonzero(helps)
+    Z = len(zq)
+    zid0 = P
+    save = (b[zq] - t[zq, zn]) / scale                                    # saving per unit share
+    # tau_{m,c} = b - sum save * z   (in objective units)
+    rows, cols, vals, lo, hi = [], [], [], [], []
+    r = 0
+    # z <= x
+    rows += [np.arange(Z) + r, np.arange(Z) + r]
+    cols += [zid0 + np.arange(Z), xid[uc[zq, 1], zn]]
+    vals += [np.ones(Z), -np.ones(Z)]
+    lo.append(np.full(Z, -np.inf)); hi.append(np.zeros(Z))
+    r += Z
+    # sum_n z <= 1 per (m, c)
+    qs = np.unique(zq)
+    qrow = -np.ones(len(uc), np.int64)
+    qrow[qs] = np.arange(len(qs)) + r
+    rows.append(qrow[zq]); cols.append(zid0 + np.arange(Z)); vals.append(np.ones(Z))
+    lo.append(np.full(len(qs), -np.inf)); hi.append(np.ones(len(qs)))
+    r += len(qs)
+    # knapsacks (scaled by the largest expert size)
+    smax = float(pm.col_bytes.max())
+    rows.append(r + xn); cols.append(np.arange(P)); vals.append(pm.col_bytes[xc] / smax)
+    lo.append(np.full(N, -np.inf)); hi.append(pm.cap / smax)
+    r += N
+    nvar = P + Z
+    obj = np.zeros(P + Z)
+    # index q of the (user, column) of every group member
+    key = uc[:, 0] * (C + 1) + uc[:, 1]
+    e_q = np.searchsorted(key, pm.e_user * (C + 1) + pm.e_col)           # per entry
+    order = np.argsort(zq, kind="stable")                                # z variables grouped by q
+    zptr = np.searchsorted(zq[order], np.arange(len(uc) + 1))
+    if pm.submodular:
+        # K = 1: objective sum_m w_m p tau = const - sum_z (w p save) z
+        wq = np.bincount(e_q, weights=pm.e_w, minlength=len(uc)) / wsum
+        const = float(wq @ b) / scale
+        obj[zid0:] = -wq[zq] * save
+        integrality = np.r_[np.ones(P), np.zeros(Z)]
+        ub = np.ones(nvar)
+    else:
+        # K >= 2: one w per group, w + sum_n save z >= b for every member c of G
+        G = pm.num_groups
+        const = 0.0
+        wid0 = P + Z
+        nvar = P + Z + G
+        obj = np.r_[obj, pm.g_w / wsum]
+        Ent = len(e_q)
+        cnt = zptr[e_q + 1] - zptr[e_q]                                  # z's per entry
+        erow = r + np.arange(Ent)
+        zpos = np.repeat(zptr[e_q], cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+        zs = order[zpos]
+        rows += [erow, np.repeat(erow, cnt)]
+        cols += [wid0 + pm.e_group, zid0 + zs]
+        vals += [np.ones(Ent), save[zs]]
+        lo.append(b[e_q] / scale); hi.append(np.full(Ent, np.inf))
+        r += Ent
+        integrality = np.r_[np.ones(P), np.zeros(Z + G)]
+        ub = np.r_[np.ones(P + Z), np.full(G, np.inf)]
+    A = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, nvar))
+    return dict(c=obj, A=A, lb=np.concatenate(lo), ub=np.concatenate(hi), integrality=integrality,
+                bounds=Bounds(np.zeros(nvar), ub), xvars=np.stack([xc, xn], 1), const=const, scale=scale,
+                base_s=base, pm=pm, num_binaries=P)
+
+
+@register("exact")
+def exact(problem: Problem, *, time_limit: float | None = 600.0, mip_rel_gap: float = 1e-9,
+          disp: bool = False) -> Placement:
+    """Optimal placement by the MILP of (P1) solved with HiGHS (SPEC §3, "Exact reference").
+
+    Parameters
+    ----------
+    problem : Problem
+    time_limit : float or None
+        Seconds for HiGHS (``None``: no limit).  When it is reached the best
+        placement found is returned and ``info["gap"] > 0``.
+    mip_rel_gap : float
+        Relative optimality gap at which HiGHS stops (default ``1e-9``).
+    disp : bool
+        Print the HiGHS log.
+
+    Returns
+    -------
+    Placement
+        ``info``: ``objective_s`` (average latency of the returned placement
+        per the MILP, s), ``bound_s`` (HiGHS' lower bound on the optimum, s),
+        ``gap`` (relative, HiGHS' ``mip_gap``), ``status`` (``"optimal"`` or the
+        HiGHS message), ``num_binaries``, ``num_variables``, ``num_constraints``.
+    """
+    opts = {"disp": bool(disp), "mip_rel_gap": V.number("mip_rel_gap", mip_rel_gap, nonneg=True)}
+    if time_limit is not None:
+        opts["time_limit"] = V.number("time_limit", time_limit, positive=True)
+    mm = milp_model(problem)
+    pm, P = mm["pm"], mm["num_binaries"]
+    x = np.zeros((pm.C, pm.N), bool)
+    info = dict(num_binaries=int(P), num_variables=int(len(mm["c"])), num_constraints=int(mm["A"].shape[0]))
+    if len(mm["c"]) == 0 or P == 0:
+        info.update(status="optimal", gap=0.0, objective_s=mm["base_s"], bound_s=mm["base_s"])
+    else:
+        res = milp(mm["c"], constraints=LinearConstraint(mm["A"], mm["lb"], mm["ub"]),
+                   integrality=mm["integrality"], bounds=mm["bounds"], options=opts)
+        info["status"] = "optimal" if res.status == 0 else str(res.message)
+        if res.x is not None:
+            xv = res.x[:P] > 0.5
+            x[mm["xvars"][xv, 0], mm["xvars"][xv, 1]] = True
+            info["gap"] = float(getattr(res, "mip_gap", 0.0) or 0.0)
+            bound = getattr(res, "mip_dual_bound", None)
+            if bound is not None and np.isfinite(bound):
+                info["bound_s"] = (float(bound) + mm["const"]) * mm["scale"]
+            info["objective_s"] = (float(res.fun) + mm["const"]) * mm["scale"]
+        else:
+            info["gap"] = float("inf")
+    # rounding safety (never seen in practice): drop cached pairs until every server fits
+    for n in range(pm.N):
+        while (x[:, n] * pm.col_bytes).sum() > pm.cap[n] * (1 + 1e-9):
+            x[np.flatnonzero(x[:, n])[-1], n] = False
+            info["repaired"] = True
+    info["optimal"] = info.get("status") == "optimal"
+    out = pm.to_placement(x, "exact")
+    out.info.update(info)
+    return out
+
+
+@register("brute-force")
+def brute_force(problem: Problem, *, limit: int = BRUTE_FORCE_LIMIT) -> Placement:
+    """Optimal placement by trying every feasible placement (tiny instances only).
+
+    Independent of the MILP: every subset of columns that fits each server is
+    enumerated (no pruning), the product over servers is scored with the
+    expected latency of SPEC §1 (vectorised over the last server's subsets),
+    and the first best is returned.
+
+    Parameters
+    ----------
+    problem : Problem
+    limit : int
+        Refuse (ValueError) when the number of candidate placements (an upper
+        bound: per server, all subsets of at most ``floor(Q_n / s_min)``
+        columns) exceeds this.
+
+    Returns
+    -------
+    Placement
+        ``info``: ``objective_s`` (its average latency, s), ``candidates``.
+    """
+    limit = V.number("limit", limit, integer=True, positive=True)
+    pm = PairModel(problem)
+    C, N = pm.C, pm.N
+    smin = float(pm.col_bytes.min())
+    bound = 1
+    for n in range(N):
+        kmax = min(C, int(math.floor(pm.cap[n] / smin * (1 + 1e-12))))
+        bound *= sum(math.comb(C, k) for k in range(kmax + 1))
+        if bound > limit:
+            raise V.fail("brute-force", f"{C} columns x {N} servers",
+                         f"more than limit={limit} candidate placements; use method='exact' "
+                         "(or raise the limit)")
+    subsets = []
+    for n in range(N):
+        kmax = min(C, int(math.floor(pm.cap[n] / smin * (1 + 1e-12))))
+        rows = []
+        for k in range(kmax + 1):
+            for S in itertools.combinations(range(C), k):
+                if pm.col_bytes[list(S)].sum() <= pm.cap[n] * (1 + 1e-12):
+                    r = np.zeros(C, bool)
+                    r[list(S)] = True
+                    rows.append(r)
+        subsets.append(np.array(rows).reshape(-1, C))
+    wsum = float(problem.network.user_weight.sum())
+    # latency of each column for each user if served by server n: (N, M, C) ; inf if not cached
+    lat = [np.where(subsets[n][:, None, :], pm.T[None, :, n, None], np.inf) for n in range(N)]  # (S_n, M, C)
+    base = pm.cur0[:, :C]
+    best_val, best_idx = np.inf, None
+    count = 0
+    for head in itertools.product(*(range(len(s)) for s in subsets[:-1])):
+        cur = base.copy()
+        for n, i in enumerate(head):
+            cur = np.minimum(cur, lat[n][i])
+        cur = np.minimum(cur[None], lat[-1])                                   # (S_last, M, C)
+        cur = np.concatenate([cur, np.zeros(cur.shape[:2] + (1,))], axis=2)    # dummy column
+        gl = cur[:, pm.g_user[:, None], pm.g_cols].max(axis=2)                 # (S_last, G)
+        vals = gl @ pm.g_w / wsum
+        k = int(np.argmin(vals))
+        count += len(vals)
+        if vals[k] < best_val:
+            best_val, best_idx = float(vals[k]), head + (k,)
+    x = np.zeros((C, N), bool)
+    for n, i in enumerate(best_idx):
+        x[:, n] = subsets[n][i]
+    out = pm.to_placement(x, "brute-force")
+    out.info.update(objective_s=best_val, candidates=count, optimal=True, status="optimal", gap=0.0)
+    return out

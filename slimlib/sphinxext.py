@@ -1,0 +1,336 @@
+"""Sphinx extension of the SlimCaching book (not needed to use the library).
+
+Listed in ``_config.yml`` (``sphinx.extra_extensions``), it makes the built
+site work for readers with no network and no kernel:
+
+* **Local browser assets.**  MathJax 3, require.js and the Jupyter widgets
+  HTML manager come from the npm packages pinned in the repository's
+  ``package.json``/``package-lock.json`` (``make book`` runs ``npm ci``).  At
+  the end of a build they are copied into ``<html>/_vendor/`` — deliberately
+  *not* ``_static``, because jupyter-book links every ``.js``/``.css`` under
+  ``_static`` into every page.  ``mathjax_path`` and ``nb_ipywidgets_js`` in
+  ``_config.yml`` point there.  A build without ``node_modules`` fails with a
+  message saying how to install it.
+* **No duplicate inline scripts.**  Sphinx 7.4 adds a script registered
+  during the build (``app.add_js_file(None, body=...)``, as sphinx-thebe and
+  sphinx-togglebutton do) to each page twice — once with the file name
+  ``None`` and once with ``''`` — so ``const THEBE_JS_URL`` is declared twice
+  and the browser reports a ``SyntaxError``.  Every page's script list is
+  de-duplicated here.
+* **Launch buttons that open a notebook.**  The chapters are MyST markdown
+  notebooks; Colab cannot open a ``.md`` file.  The site publishes the
+  executed ``.ipynb`` of every chapter under ``_sources/`` (the download
+  button); with ``slimlib_notebook_branch`` set (the branch the built site is
+  published to), the Colab and Binder buttons open that notebook.  Its first
+  cell installs slimlib from the repository when it is missing.  The
+  repository itself is the one ``repository.url`` setting of ``_config.yml``.
+* **The API reference.**  The ``slimlib-api`` directive documents names of
+  ``slimlib.__all__`` with autodoc (chapter *API reference*); with the
+  ``:rest:`` flag it documents every name the page has not documented yet,
+  so a name added to ``__all__`` appears without editing the chapter.
+  ``:modules:`` documents the rest of every public submodule; references to
+  a re-exported name through its submodule (``slimlib.latency.average_latency``)
+  resolve to its one entry, ``slimlib.average_latency``.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import shutil
+from pathlib import Path
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from docutils.statemachine import StringList
+from sphinx.errors import ExtensionError
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger(__name__)
+
+VENDOR_DIR = "_vendor"
+
+#: What is copied from ``node_modules`` into ``<html>/_vendor``:
+#: (package folder, destination folder, files or folders to take, suffixes to skip).
+ASSETS = [
+    ("mathjax/es5", "mathjax",
+     ["tex-mml-chtml.js", "input", "output", "a11y", "adaptors", "ui", "sre"], (".map",)),
+    ("mathjax", "mathjax", ["LICENSE"], ()),
+    ("requirejs", "requirejs", ["require.js", "README.md"], ()),
+    ("@jupyter-widgets/html-manager/dist", "html-manager", ["embed-amd.js", "*.woff", "*.woff2", "*.ttf",
+                                                           "*.eot", "*.svg", "*.LICENSE.txt"], (".map",)),
+    ("@jupyter-widgets/html-manager", "html-manager", ["LICENSE"], ()),
+]
+
+
+def node_modules_dir(app=None) -> Path:
+    """Folder of the installed npm packages.
+
+    ``slimlib_node_modules`` (Sphinx config), else ``$SLIMLIB_NODE_MODULES``,
+    else ``node_modules/`` beside the repository's ``package.json``.
+    """
+    if app is not None and app.config.slimlib_node_modules:
+        return Path(app.config.slimlib_node_modules)
+    if os.environ.get("SLIMLIB_NODE_MODULES"):
+        return Path(os.environ["SLIMLIB_NODE_MODULES"])
+    return Path(__file__).resolve().parent.parent / "node_modules"
+
+
+def copy_assets(node_modules: Path, outdir: Path) -> list[Path]:
+    """Copy the browser assets from ``node_modules`` into ``outdir/_vendor``; return the copied files."""
+    node_modules = Path(node_modules)
+    missing = [pkg for pkg, _, _, _ in ASSETS if not (node_modules / pkg).is_dir()]
+    if missing:
+        raise ExtensionError(
+            f"slimlib.sphinxext: npm packages missing in {node_modules} ({', '.join(missing)}); "
+            "run `npm ci` in the repository (make book does it) or set $SLIMLIB_NODE_MODULES")
+    copied = []
+    dest_root = Path(outdir) / VENDOR_DIR
+    for pkg, dest, patterns, skip in ASSETS:
+        src_root = node_modules / pkg
+        for pattern in patterns:
+            for src in sorted(src_root.glob(pattern)):
+                rel = src.relative_to(src_root)
+                files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+                for f in files:
+                    if f.suffix in skip:
+                        continue
+                    target = dest_root / dest / rel / f.relative_to(src) if f != src else dest_root / dest / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if not target.exists() or target.stat().st_size != f.stat().st_size \
+                            or target.stat().st_mtime < f.stat().st_mtime:
+                        shutil.copy2(f, target)
+                    copied.append(target)
+    return copied
+
+
+def _check_node_modules(app):
+    if app.builder.format != "html":
+        return
+    nm = node_modules_dir(app)
+    # Fail early (before executing every notebook) rather than at the very end.
+    copy_assets(nm, Path(app.outdir))
+
+
+def _copy_at_end(app, exception):
+    if exception is None and app.builder.format == "html":
+        files = copy_assets(node_modules_dir(app), Path(app.outdir))
+        logger.info(f"slimlib.sphinxext: {len(files)} browser asset files in {VENDOR_DIR}/")
+
+
+def _dedupe_scripts(app, pagename, templatename, context, doctree):
+    """Drop the second copy of each inline script (Sphinx 7.4 registers them as ``None`` and ``''``)."""
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, keep = set(), []
+    for js in scripts:
+        filename = getattr(js, "filename", js)
+        attrs = getattr(js, "attributes", {})
+        key = (filename or "", getattr(js, "priority", None), tuple(sorted(attrs.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        keep.append(js)
+    if len(keep) != len(scripts):
+        scripts[:] = keep
+
+
+def _launch_to_notebook(app, pagename, templatename, context, doctree):
+    """Point the Colab/Binder buttons at the published ``.ipynb`` of the page."""
+    branch = app.config.slimlib_notebook_branch
+    ipynb = context.get("ipynb_source")
+    if not branch or not ipynb:
+        return
+    from sphinx_book_theme.header_buttons import get_repo_parts
+    _, org, repo, provider = get_repo_parts(context)
+    if org is None or str(provider).lower() != "github":
+        return
+    path = f"_sources/{ipynb}"
+    for group in context.get("header_buttons", []):
+        if group.get("label") != "launch-buttons":
+            continue
+        for button in group.get("buttons", []):
+            url = button.get("url", "")
+            if button.get("text") == "Colab":
+                button["url"] = f"{url.split('/github/')[0]}/github/{org}/{repo}/blob/{branch}/{path}"
+            elif button.get("text") == "Binder" and "?urlpath=" in url:
+                base, query = url.split("?urlpath=", 1)
+                base = base.rsplit("/", 1)[0] + f"/{branch}"
+                ui = query.split("/", 1)[0] if not query.startswith("lab/tree") else "lab/tree"
+                button["url"] = f"{base}?urlpath={ui}/{path}"
+
+
+# --------------------------------------------------------------------------- API reference
+
+def _public_names() -> list[str]:
+    import slimlib
+    return list(slimlib.__all__)
+
+
+def _import(name: str):
+    mod, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(mod), attr)
+
+
+class SlimlibApi(SphinxDirective):
+    """``slimlib-api``: autodoc entries for names of ``slimlib.__all__``.
+
+    Content: one name per line (``solve`` or ``slimlib.solve``; names outside
+    ``__all__`` such as ``slimlib.widgets.explore`` are allowed).  Options:
+    ``:rest:`` adds every name of ``__all__`` not documented earlier on the
+    page; ``:summary:`` only writes a summary table (link and first paragraph
+    of the docstring of each name) instead of the entries; ``:modules:``
+    documents every public submodule (``automodule``, members of its
+    ``__all__``) except the names already documented as ``slimlib.<name>``.
+    """
+
+    has_content = True
+    option_spec = {"rest": directives.flag, "summary": directives.flag, "modules": directives.flag}
+
+    def run(self):
+        done = self.env.temp_data.setdefault("slimlib_api_done", set())
+        names = []
+        for line in self.content:
+            name = line.strip()
+            if name:
+                names.append(name if "." in name else f"slimlib.{name}")
+        summary_only = "summary" in self.options
+        if "modules" in self.options:
+            return self._parse(_modules_rst())
+        if "rest" in self.options:
+            names += [f"slimlib.{n}" for n in _public_names()
+                      if f"slimlib.{n}" not in done and f"slimlib.{n}" not in names]
+        if not names:
+            return []
+        # Resolve short names in docstrings (``Problem``, :func:`solve`) against the public namespace.
+        for n in names:
+            try:
+                _import(n)
+            except (ImportError, AttributeError) as exc:
+                raise self.error(f"slimlib-api: cannot import {n}: {exc}")
+        lines = [".. currentmodule:: slimlib", ""]
+        if summary_only:
+            # One row per name: link and the first paragraph of its docstring (autosummary would
+            # cut the sentence at the first "eq. (1)").
+            lines += [".. list-table::", "   :widths: 30 70", "   :class: slimlib-api-summary", ""]
+            for n in names:
+                doc = inspect.getdoc(_import(n)) or ""
+                first = " ".join(doc.split("\n\n")[0].split())
+                short = n[len("slimlib."):] if n.startswith("slimlib.") else n
+                lines += [f"   * - :py:obj:`{short} <{n}>`", f"     - {first}"]
+            lines.append("")
+        else:
+            for n in names:
+                obj = _import(n)
+                if isinstance(obj, type):
+                    lines += [f".. autoclass:: {n}", "   :members:", ""]
+                elif callable(obj):
+                    lines += [f".. autofunction:: {n}", ""]
+                else:
+                    lines += [f".. autodata:: {n}", "   :annotation:", ""]
+                done.add(n)
+        return self._parse(lines)
+
+    def _parse(self, lines):
+        """Parse generated reStructuredText here (inside ``{eval-rst}`` when the page is MyST)."""
+        container = nodes.container()
+        try:
+            from myst_parser.mocking import MockState
+            in_myst = isinstance(self.state, MockState)
+        except ImportError:  # pragma: no cover
+            in_myst = False
+        if in_myst:
+            text = ["```{eval-rst}"] + lines + ["```"]
+        else:
+            text = lines
+        self.state.nested_parse(StringList(text, source=self.get_source_info()[0]), self.content_offset, container)
+        return container.children
+
+
+#: Submodules that are book machinery, not library API.
+_NOT_API = {"slimlib.sphinxext", "slimlib.__main__"}
+
+
+def library_modules() -> list[str]:
+    """Public submodules of slimlib (no ``_private`` part), sorted."""
+    import pkgutil
+    import slimlib
+    names = []
+    for info in pkgutil.walk_packages(slimlib.__path__, "slimlib."):
+        if info.name in _NOT_API or any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        names.append(info.name)
+    return sorted(names)
+
+
+def _modules_rst() -> list[str]:
+    """``automodule`` of every submodule, without the names already documented as ``slimlib.<name>``."""
+    import slimlib
+    public = {id(getattr(slimlib, n)) for n in slimlib.__all__}
+    lines = []
+    for name in library_modules():
+        mod = importlib.import_module(name)
+        members = getattr(mod, "__all__", None)
+        if members is None:
+            members = [k for k, v in vars(mod).items() if not k.startswith("_")
+                       and getattr(v, "__module__", None) == name and (inspect.isclass(v) or inspect.isfunction(v))]
+        skip = [k for k in members if id(getattr(mod, k, None)) in public]
+        lines += [f".. rubric:: {name}", f"   :class: slimlib-api-module", "",
+                  f".. automodule:: {name}", "   :members:"]
+        if skip:
+            lines.append(f"   :exclude-members: {', '.join(sorted(skip))}")
+        lines.append("")
+    return lines
+
+
+def _resolve_public_alias(app, env, node, contnode):
+    """Resolve a Python reference through slimlib's public names.
+
+    Functions re-exported by ``slimlib`` are documented once, as
+    ``slimlib.<name>``; a docstring of their own module may still say
+    :func:`average_latency` (module context ``slimlib.latency``) or
+    ``slimlib.latency.average_latency``.  Try ``slimlib.<name>`` (and
+    ``slimlib.<Class>.<member>``) before reporting the reference as missing.
+    """
+    if node.get("refdomain") != "py":
+        return None
+    import slimlib
+    target = node.get("reftarget", "")
+    parts = target.lstrip("~.").split(".")
+    if parts and parts[0] == "slimlib":
+        parts = parts[1:]
+    candidates = []
+    for i in range(len(parts)):
+        if parts[i] in slimlib.__all__:
+            candidates.append("slimlib." + ".".join(parts[i:]))
+    if not candidates:
+        return None
+    domain = env.get_domain("py")
+    for cand in candidates:
+        new = node.deepcopy()
+        new["reftarget"] = cand
+        new["py:module"] = "slimlib"
+        new["py:class"] = None
+        found = domain.resolve_xref(env, node.get("refdoc", ""), app.builder, node["reftype"], cand, new, contnode)
+        if found is not None:
+            return found
+    return None
+
+
+def _clear_api_state(app, docname, source):
+    app.env.temp_data.pop("slimlib_api_done", None)
+
+
+def setup(app):
+    app.add_config_value("slimlib_node_modules", "", "env")
+    app.add_config_value("slimlib_notebook_branch", "", "html")
+    app.add_directive("slimlib-api", SlimlibApi)
+    app.connect("source-read", _clear_api_state)
+    app.connect("missing-reference", _resolve_public_alias)
+    app.connect("builder-inited", _check_node_modules)
+    app.connect("build-finished", _copy_at_end)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
+    app.connect("html-page-context", _launch_to_notebook, priority=900)
+    return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,246 @@
+"""Algorithm 1 (greedy) and the co-activation-blind greedy: chapter *Greedy for K = 1*."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import slimlib
+from slimlib.instances import random_mixed_problem, random_problem
+from slimlib.solvers.greedy import PairModel, greedy_trace, k2_counterexample, study_problem
+
+from conftest import tiny_problems
+
+E1 = 1 - 1 / math.e
+
+
+def R(p, pl):
+    return slimlib.latency_reduction(p, pl)
+
+
+def roomy(p):
+    """The same problem with room for every expert on every server (so any x is feasible)."""
+    big = np.full(p.num_servers, 1e3 * sum(m.expert_bytes * m.num_layers * m.num_experts for m in p.models))
+    return p.replace(network=p.network.replace(server_capacity_bytes=big))
+
+
+def test_hand_computed_k1_single_server():
+    """One user, one server with 1 slot, one layer, two experts p = (0.7, 0.3): cache expert 0."""
+    from slimlib import MoEModel, Network, Problem, ActivationStats
+    mod = MoEModel("toy", 1, 2, 1, hidden_size=1000, params_per_expert=10**6, bytes_per_param=1, act_bytes=1)
+    st_ = ActivationStats(2, 1, [[[0], [1]]], probs=[[0.7, 0.3]])
+    net = Network([1e6], [20e12], [0.0], [1e12], [[10e6]], [[20e6]], backhaul_rate_bps=1e9,
+                  backhaul_delay_s=5e-3, cloud_flops=100e12)
+    p = Problem(mod, net, st_)
+    pl = slimlib.solve(p, "greedy")
+    assert pl.server[0][0].tolist() == [[True, False]]
+    h, F = 8000.0, 2e6
+    edge = h / 10e6 + F / 20e12 + h / 20e6
+    cloud = h / 10e6 + h / 20e6 + 2 * h / 1e9 + 2 * 5e-3 + F / 100e12
+    assert R(p, pl) == pytest.approx(0.7 * (cloud - edge), rel=1e-12)
+    assert pl.info["value_s"] == pytest.approx(0.7 * (cloud - edge), rel=1e-12)
+    assert pl.info["picks"] == [(0, 0, 0, 0)]
+
+
+@settings(max_examples=60)
+@given(tiny_problems(top_k=1, max_users=3, max_servers=3))
+def test_k1_closed_form_gain_matches_evaluator(p):
+    """Gain of every pair = evaluator difference, both from empty and from a random partial cache."""
+    p = roomy(p)
+    pm = PairModel(p)
+    rng = np.random.default_rng(0)
+    x = rng.random((pm.C, pm.N)) < 0.3
+    cur = pm.cur0.copy()
+    for c, n in zip(*np.nonzero(x)):
+        pm.apply(cur, n, c)
+    pl = pm.to_placement(x, "t")
+    base = R(p, pl)
+    assert pm.value(cur) == pytest.approx(base, rel=1e-9, abs=1e-15)
+    g = pm.gains_range(cur, 0, pm.C)
+    for c in range(pm.C):
+        for n in range(pm.N):
+            if x[c, n]:
+                continue
+            x2 = x.copy()
+            x2[c, n] = True
+            want = R(p, pm.to_placement(x2, "t")) - base
+            assert g[c, n] == pytest.approx(want, rel=1e-9, abs=1e-15)
+            assert pm.gain(cur, n, c) == g[c, n]          # bit-identical single and batched gain
+
+
+@settings(max_examples=60)
+@given(tiny_problems(max_users=3, max_servers=3))
+def test_general_k_gain_matches_evaluator(p):
+    p = roomy(p)
+    pm = PairModel(p)
+    cur = pm.cur0.copy()
+    for c, n in [(0, 0), (pm.C - 1, pm.N - 1)]:
+        pm.apply(cur, n, c)
+    x = np.zeros((pm.C, pm.N), bool)
+    x[0, 0] = x[pm.C - 1, pm.N - 1] = True
+    base = R(p, pm.to_placement(x, "t"))
+    g = pm.gains_range(cur, 0, pm.C)
+    for c in range(pm.C):
+        for n in range(pm.N):
+            x2 = x.copy()
+            x2[c, n] = True
+            assert g[c, n] == pytest.approx(R(p, pm.to_placement(x2, "t")) - base, rel=1e-9, abs=1e-15)
+
+
+@settings(max_examples=120)
+@given(tiny_problems(top_k=1, max_experts=5, max_users=3, max_servers=3, max_layers=3, server_slots=(0, 5)))
+def test_lazy_picks_exactly_what_naive_picks_k1(p):
+    lazy = slimlib.solve(p, "greedy", lazy=True, single=False)
+    naive = slimlib.solve(p, "greedy", lazy=False, single=False)
+    assert lazy.info["picks"] == naive.info["picks"]
+    assert lazy == naive
+    assert lazy.info["gain_evaluations"] <= naive.info["gain_evaluations"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_lazy_equals_naive_mixed_sizes(seed):
+    p = random_mixed_problem(seed, num_users=3, num_servers=3, num_layers=2, num_experts=4, weights=True)
+    for blind_method in ("greedy", "blind-greedy"):
+        a = slimlib.solve(p, blind_method, lazy=True)
+        b = slimlib.solve(p, blind_method, lazy=False)
+        assert a.info["picks"] == b.info["picks"]
+
+
+@settings(max_examples=80)
+@given(tiny_problems(max_users=3, max_servers=3, max_layers=3))
+def test_incremental_equals_naive_any_k(p):
+    """For K >= 2 the default (exact incremental refresh of the changed layer) is the naive greedy."""
+    a = slimlib.solve(p, "greedy")
+    b = slimlib.solve(p, "greedy", lazy=False)
+    assert a.info["picks"] == b.info["picks"]
+    assert a.info["value_s"] == pytest.approx(R(p, a), rel=1e-9, abs=1e-15)
+
+
+def test_celf_saves_evaluations_at_scale():
+    p = random_problem(3, num_users=6, num_servers=4, num_layers=6, num_experts=32, top_k=1, server_slots=(20, 40))
+    a = slimlib.solve(p, "greedy", lazy=True)
+    b = slimlib.solve(p, "greedy", lazy=False)
+    assert a.info["picks"] == b.info["picks"]
+    assert a.info["gain_evaluations"] * 10 < b.info["gain_evaluations"]
+
+
+# -- guarantees ------------------------------------------------------------------------
+def _opt(p):
+    return R(p, slimlib.solve(p, "exact"))
+
+
+def test_single_server_equal_size_k1_ratio():
+    """One server, equal sizes, K = 1: R is modular under a cardinality constraint, so the
+    greedy is optimal -- in particular >= (1 - 1/e) OPT (the Done-when bound) for every variant."""
+    worst = {"default": 1.0, "plain": 1.0, "enumeration=3": 1.0}
+    for s in range(60):
+        rng = np.random.default_rng(s)
+        p = random_problem(s, num_users=int(rng.integers(1, 4)), num_servers=1, num_layers=int(rng.integers(1, 3)),
+                           num_experts=int(rng.integers(2, 5)), top_k=1, server_slots=(1, 4), weights=True)
+        opt = _opt(p)
+        if opt <= 0:
+            continue
+        for name, kw in (("default", {}), ("plain", dict(single=False)), ("enumeration=3", dict(enumeration=3))):
+            r = R(p, slimlib.solve(p, "greedy", **kw)) / opt
+            worst[name] = min(worst[name], r)
+    for name, r in worst.items():
+        assert r >= E1, name
+        assert r >= 1 - 1e-9, name          # modular + cardinality: optimal
+
+
+def test_single_server_knapsack_k1_ratio():
+    """One server, two expert sizes (a knapsack): Sviridenko's enumeration=3 gives >= 1 - 1/e,
+    the default (density greedy + best single) >= 1/2 (modular objective)."""
+    w3, w0 = 1.0, 1.0
+    for s in range(40):
+        p = study_problem(s, mixed=True, single_server=True)
+        opt = _opt(p)
+        if opt <= 0:
+            continue
+        w3 = min(w3, R(p, slimlib.solve(p, "greedy", enumeration=3)) / opt)
+        w0 = min(w0, R(p, slimlib.solve(p, "greedy")) / opt)
+    assert w3 >= E1
+    assert w0 >= 0.5
+
+
+def test_partition_matroid_half():
+    """N servers, equal sizes, K = 1: a partition matroid, so the greedy gets >= 1/2 (Fisher et al. 1978)."""
+    worst = 1.0
+    for s in range(60):
+        p = study_problem(s)
+        opt = _opt(p)
+        if opt > 0:
+            worst = min(worst, R(p, slimlib.solve(p, "greedy", single=False)) / opt)
+    assert worst >= 0.5
+
+
+def test_enumeration_never_worse_than_default():
+    for s in range(15):
+        p = study_problem(s, mixed=True)
+        v = [slimlib.solve(p, "greedy", enumeration=d).info["value_s"] for d in range(3)]
+        assert v[1] >= v[0] - 1e-15 and v[2] >= v[0] - 1e-15
+
+
+# -- K >= 2 ---------------------------------------------------------------------------
+@pytest.mark.parametrize("q", [0.05, 0.2, 0.4])
+def test_k2_counterexample(q):
+    p = k2_counterexample(q)
+    opt = R(p, slimlib.solve(p, "brute-force"))
+    g = slimlib.solve(p, "greedy")
+    b = slimlib.solve(p, "blind-greedy")
+    assert g.info["picks"] == [(0, 0, 0, 1)]              # the only expert with a positive gain alone
+    assert R(p, g) / opt == pytest.approx(q / (1 - q), rel=1e-9)
+    assert R(p, b) == pytest.approx(opt, rel=1e-12)       # marginals see the {2, 3} pair
+
+
+def test_blind_greedy_equals_greedy_for_k1():
+    for s in range(20):
+        p = random_problem(s, num_users=3, num_servers=2, num_layers=2, num_experts=4, top_k=1, weights=True)
+        a, b = slimlib.solve(p, "greedy"), slimlib.solve(p, "blind-greedy")
+        assert a == b
+        assert b.info["surrogate_value_s"] == pytest.approx(b.info["value_s"], rel=1e-12)
+
+
+def test_blind_surrogate_value():
+    """Surrogate = sum_m w_m sum_{l,e} (p/K) (tau0 - tau): check by hand on the K = 2 counterexample."""
+    p = k2_counterexample(0.3)
+    b = slimlib.solve(p, "blind-greedy")
+    c = slimlib.call_latency(p)
+    d = c.cloud[0] - c.edge[0, 0]
+    assert b.info["surrogate_value_s"] == pytest.approx((0.7 / 2 + 0.7 / 2) * d, rel=1e-12)
+
+
+# -- trace, options, refusals ------------------------------------------------------------
+def test_trace_matches_solver():
+    p = random_problem(42, num_users=3, num_servers=2, num_layers=2, num_experts=4, top_k=1, server_slots=(2, 3))
+    pm, tr = greedy_trace(p)
+    picks = [pm.pair_name(*t["pick"]) for t in tr if t["pick"] is not None]
+    assert tr[-1]["pick"] is None
+    assert picks == slimlib.solve(p, "greedy", single=False).info["picks"]
+    assert tr[-1]["value"] == pytest.approx(slimlib.solve(p, "greedy", single=False).info["value_s"], rel=1e-12)
+    for a, b in zip(tr[:-1], tr[1:]):                                # values grow by the chosen gain
+        assert b["value"] - a["value"] == pytest.approx(a["gain"], rel=1e-9)
+
+
+@pytest.mark.parametrize("opts", [dict(enumeration=4), dict(enumeration=-1), dict(enumeration=1.5), dict(lazy="yes"),
+                                  dict(single="no"), dict(max_seeds=0), dict(bogus=1)])
+def test_bad_options(opts):
+    p = random_problem(0)
+    with pytest.raises(ValueError):
+        slimlib.solve(p, "greedy", **opts)
+
+
+def test_enumeration_refuses_above_max_seeds():
+    p = random_problem(0, num_servers=3, num_layers=4, num_experts=8, server_slots=(4, 4))
+    with pytest.raises(ValueError, match="enumeration.*max_seeds"):
+        slimlib.solve(p, "greedy", enumeration=3, max_seeds=1000)
+
+
+def test_capacity_respected_with_different_sizes():
+    for s in range(30):
+        p = random_mixed_problem(s, num_users=4, num_servers=3, sizes=(1, 2, 3), server_units=(0, 7), top_k=1 + s % 2)
+        for meth in ("greedy", "blind-greedy"):
+            pl = slimlib.solve(p, meth)
+            assert (pl.used_bytes(p) <= p.network.server_capacity_bytes + 1e-6).all()

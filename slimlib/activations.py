@@ -70,7 +70,11 @@ from . import _validate as V
 from .stats import ActivationStats
 
 __all__ = ["collect", "main_collect", "read_prompts", "byte_tokenizer", "find_routers", "RouterAdapter",
-           "ADAPTERS", "register_adapter", "topk_gating", "sparse_moe_forward", "routing_summary"]
+           "ADAPTERS", "register_adapter", "topk_gating", "sparse_moe_forward", "routing_summary",
+           "load_activation_stats", "SOURCES"]
+
+#: Statistics sources of the book (SPEC §6), in the order chapters list them.
+SOURCES = ("measured", "measured-tiny", "synthetic")
 
 
 # -- Top-K gating from scratch (chapter section "Top-K gating") --------------------------------
@@ -353,13 +357,26 @@ def byte_tokenizer():
 
 # -- the collector -------------------------------------------------------------------------------
 def _load(model, tokenizer, dtype, trust_remote_code):
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    import transformers as T
     name = os.fspath(model)
-    cfg = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    cfg = T.AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     kw = {"trust_remote_code": trust_remote_code}
     if dtype is not None:
         kw["dtype"] = dtype
-    mdl = AutoModel.from_pretrained(name, config=cfg, **kw)
+    # Load the class the checkpoint was saved from (no "unexpected/missing head" noise); else the bare model.
+    arch = (getattr(cfg, "architectures", None) or [""])[0]
+    auto = T.AutoModel
+    if getattr(cfg, "is_encoder_decoder", False) and arch.endswith(("ForConditionalGeneration", "Seq2SeqLM")):
+        auto = T.AutoModelForSeq2SeqLM
+    elif arch.endswith("ForCausalLM"):
+        auto = T.AutoModelForCausalLM
+    try:
+        mdl = auto.from_pretrained(name, config=cfg, **kw)
+    except ValueError:
+        if auto is T.AutoModel:
+            raise
+        mdl = T.AutoModel.from_pretrained(name, config=cfg, **kw)
+    AutoTokenizer = T.AutoTokenizer
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     return mdl, tokenizer
@@ -390,7 +407,7 @@ class _Recorder:
 
 
 def _trim(ids, mask, budget):
-    """Right-padded batch cut to at most ``budget`` non-pad tokens (later tokens go first)."""
+    """Right-padded batch cut to at most ``budget`` non-pad tokens (earlier prompts kept whole, then a tail cut)."""
     lengths = mask.sum(axis=1)
     keep = np.minimum(lengths, np.maximum(0, budget - np.concatenate([[0], np.cumsum(lengths)[:-1]])))
     rows = keep > 0
@@ -417,9 +434,9 @@ def collect(model, prompts, *, tokenizer=None, field: str = "text", batch_size: 
         already in memory (then ``tokenizer`` is required).
     prompts : str, os.PathLike or sequence of str
         A prompts file (see :func:`read_prompts`) or the prompts themselves.
-    tokenizer : tokenizer, ``"bytes"`` or None
+    tokenizer : tokenizer, str or None
         ``None``: ``AutoTokenizer.from_pretrained(model)``; ``"bytes"``:
-        :func:`byte_tokenizer`.  A tokenizer without pad token gets its EOS
+        :func:`byte_tokenizer`; another string: a tokenizer folder or hub name.  A tokenizer without pad token gets its EOS
         token as pad (pad positions are masked out anyway).
     field : str
         JSONL field of the prompt.
@@ -476,6 +493,9 @@ def collect(model, prompts, *, tokenizer=None, field: str = "text", batch_size: 
 
     if isinstance(tokenizer, str) and tokenizer == "bytes":
         tokenizer = byte_tokenizer()
+    elif isinstance(tokenizer, (str, os.PathLike)):
+        from transformers import AutoTokenizer
+        tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer), trust_remote_code=trust_remote_code)
     if isinstance(model, (str, os.PathLike)):
         model_label = os.fspath(model)
         default_name = Path(model_label.rstrip("/")).name or model_label
@@ -599,6 +619,42 @@ def main_collect(args) -> int:
               f"{p['dropped_tokens']})")
     print(f"written   {args.out}")
     return 0
+
+
+def load_activation_stats(model: str, source: str = "synthetic") -> ActivationStats:
+    """Statistics of a model card from one source (SPEC §6).
+
+    Parameters
+    ----------
+    model : str
+        Model card name, e.g. ``"moe-llava-phi2-2.7b-4e"``.
+    source : str
+        ``"synthetic"`` -> ``data/stats/<model>-synthetic.json``;
+        ``"measured"`` or ``"measured-tiny"`` -> ``data/stats/<model>-measured.json``
+        (its provenance must carry that source); anything else is read as the
+        path of a statistics file (e.g. written by ``python -m slimlib collect``).
+
+    Raises
+    ------
+    ValueError
+        If no such statistics exist.
+    """
+    from .io import load, load_stats
+    if source == "synthetic":
+        return load_stats(f"{model}-synthetic")
+    if source in ("measured", "measured-tiny"):
+        s = load_stats(f"{model}-measured")
+        if s.provenance.get("source") != source:
+            raise V.fail("source", source, f"data/stats/{model}-measured.json holds "
+                                           f"{s.provenance.get('source')!r} statistics")
+        return s
+    path = Path(source)
+    if not path.is_file():
+        raise V.fail("source", source, f"not one of {SOURCES} and not a statistics file")
+    s = load(path)
+    if not isinstance(s, ActivationStats):
+        raise V.fail("source", source, f"holds a {type(s).__name__}, not activation statistics")
+    return s
 
 
 # -- skew summaries (chapter "where the experts go") ----------------------------------------------

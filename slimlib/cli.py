@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--max-tokens", type=int, default=None, help="stop after this many (non-pad) tokens")
     c.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass (default: 8)")
     c.add_argument("--max-length", type=int, default=512, help="truncate prompts to this many tokens (default: 512)")
+    c.add_argument("--name", default=None, help="model name stored in the statistics, e.g. a model card name "
+                   "(default: the folder's or hub name's last part)")
+    c.add_argument("--tokenizer", default=None, help="tokenizer folder or hub name, or 'bytes' for byte-level ids "
+                   "(default: the model's own)")
 
     s = sub.add_parser("solve", help="solve a problem file and write the placement")
     s.add_argument("problem", help="problem JSON (kind: problem)")

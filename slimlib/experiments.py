@@ -44,7 +44,8 @@ __all__ = [
     "ResultTable", "SWITCH_MODELS", "LLAVA_MODELS", "FIGURES", "SCALES",
     "experiment_stats", "experiment_problem", "stats_source_label",
     "fig1_data", "fig6_data", "fig7_data", "fig8_data", "fig9_data", "fig10_data", "fig11_data",
-    "point_data", "table1", "table1_markdown", "dominance", "gains", "storage_reading", "main_figures",
+    "point_data", "table1", "table1_markdown", "dominance", "dominance_sentence", "gains", "storage_reading",
+    "short_name", "storage_point_latency", "passes_sentence", "main_figures",
 ]
 
 #: Switch-base model cards of Figures 1, 6 and 10 (K = 1, fp32 checkpoints).
@@ -134,19 +135,19 @@ class ResultTable:
             return True
         return ResultTable([r for r in self.rows if ok(r)], self.meta)
 
-    def summary(self, value: str = "latency_s", by: Sequence[str] = ("panel", "method", "value")) -> list[dict]:
-        """Mean and spread of ``value`` across the other columns (typically across seeds).
+    def summary(self, y: str = "latency_s", by: Sequence[str] = ("panel", "method", "value")) -> list[dict]:
+        """Mean and spread of column ``y`` across the other columns (typically across seeds).
 
         Returns
         -------
         list of dict
             One per distinct ``by`` combination (first-seen order), with the
             ``by`` columns and ``mean``, ``std`` (population), ``min``, ``max``,
-            ``n``; rows whose ``value`` is missing or NaN are skipped.
+            ``n``; rows whose ``y`` is missing or NaN are skipped.
         """
         groups: dict[tuple, list[float]] = {}
         for r in self.rows:
-            x = r.get(value)
+            x = r.get(y)
             if x is None or (isinstance(x, float) and math.isnan(x)):
                 continue
             groups.setdefault(tuple(r.get(b) for b in by), []).append(float(x))
@@ -157,9 +158,12 @@ class ResultTable:
                         "min": float(a.min()), "max": float(a.max()), "n": int(a.size)})
         return out
 
-    def mean(self, value: str = "latency_s", **conditions) -> float:
-        """Mean of ``value`` over the rows matching ``conditions`` (NaN if none)."""
-        xs = [float(x) for x in self.where(**conditions).column(value)
+    def mean(self, y: str = "latency_s", **conditions) -> float:
+        """Mean of column ``y`` over the rows matching ``conditions`` (NaN if none).
+
+        Example: ``t.mean("latency_s", method="greedy", value=1.5)``.
+        """
+        xs = [float(x) for x in self.where(**conditions).column(y)
               if x is not None and not (isinstance(x, float) and math.isnan(x))]
         return float(np.mean(xs)) if xs else float("nan")
 
@@ -201,12 +205,18 @@ class ResultTable:
                 f"panels={self.unique('panel')})")
 
     def _repr_html_(self):  # pragma: no cover - notebook display
-        cols = self.columns
+        cols = [c for c in ("panel", "method", "value", "seed", "latency_s", "comm_latency_s", "runtime_s", "status")
+                if c in self.columns]
         head = "".join(f"<th>{c}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in cols) + "</tr>"
-                       for r in self.rows[:20])
-        more = f"<p>... {len(self) - 20} more rows</p>" if len(self) > 20 else ""
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+
+        def fmt(v):
+            if isinstance(v, float):
+                return f"{v:.4g}"
+            return "" if v is None else str(v)
+        body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in self.rows[:6])
+        cap = (f"{self.meta.get('figure', 'table')}: {len(self)} rows; methods {', '.join(map(str, self.unique('method')))}; "
+               f"first rows shown (times in seconds); all columns: <code>.to_csv()</code>")
+        return f"<table><caption>{cap}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _cell(v):
@@ -545,9 +555,10 @@ def _best_proposed(problem: Problem, available) -> str:
 
 
 def _u_shaped(problem: Problem):
-    """(latency, communication latency) of U-shaped split inference (:mod:`slimlib.split_inference`)."""
-    from .split_inference import u_shaped_latency
-    return u_shaped_latency(problem), u_shaped_latency(problem, communication=True)
+    """(latency, communication latency, server fill) of U-shaped split inference (:mod:`slimlib.split_inference`)."""
+    from .split_inference import u_shaped_latency, u_shaped_placement
+    return (u_shaped_latency(problem), u_shaped_latency(problem, communication=True),
+            _max_fill(problem, u_shaped_placement(problem)))
 
 
 def fig1_data(*, models: Sequence[str] = SWITCH_MODELS, device_storage_gb: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0),
@@ -592,7 +603,7 @@ def fig1_data(*, models: Sequence[str] = SWITCH_MODELS, device_storage_gb: Seque
         u = _u_shaped(problem)
         if u is not None:
             rows.append(dict(base, method="u-shaped", seed=seed, latency_s=u[0], comm_latency_s=u[1],
-                             runtime_s=0.0, status="ok"))
+                             runtime_s=0.0, status="ok", max_fill=u[2]))
         return rows
 
     return _sweep("fig1", panels=list(models), values_of=lambda _: list(device_storage_gb), build=build,
@@ -603,9 +614,10 @@ def fig1_data(*, models: Sequence[str] = SWITCH_MODELS, device_storage_gb: Seque
                             y="comm_latency_s", server_storage_gb=server_storage_gb))
 
 
-#: Methods of Figure 6 (K = 1) and Figure 7 (K = 2), in legend order.
-FIG6_METHODS = ("greedy", "decomposition", "accelerated", "exact", "blind-greedy", "coordinated-popularity",
-                "popularity", "random", "none")
+#: Methods of Figure 6 (K = 1) and Figure 7 (K = 2), in legend order.  Co-activation-blind greedy is
+#: left out of Figure 6: with K = 1 the marginals are the groups and it coincides with greedy.
+FIG6_METHODS = ("greedy", "decomposition", "accelerated", "exact", "coordinated-popularity", "popularity", "random",
+                "none")
 FIG7_METHODS = ("decomposition", "accelerated", "exact", "greedy", "blind-greedy", "coordinated-popularity",
                 "popularity", "random", "none")
 
@@ -613,10 +625,6 @@ FIG7_METHODS = ("decomposition", "accelerated", "exact", "greedy", "blind-greedy
 def _storage_sweep(figure, models, storage_gb, methods, seeds, params, bytes_per_param, progress, num_users,
                    num_servers, eps, exact_time_limit_s, exact_max_size, method_options, title, exact_panels=None):
     p = load_parameters() if params is None else params
-    if exact_panels is not None:
-        for m in exact_panels:
-            if m not in models:
-                raise V.fail("exact_panels[]", m, f"must be one of the models {list(models)}")
 
     def methods_of(pan):
         if exact_panels is None or pan in exact_panels:
@@ -640,7 +648,7 @@ def fig6_data(*, models: Sequence[str] = ("switch-base-16", "switch-base-64", "s
               storage_gb: Sequence[float] = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0), methods: Sequence[str] | None = None,
               seeds=2, params: Parameters | None = None, bytes_per_param: float | None = None, progress=None,
               num_users: int | None = None, num_servers: int | None = None, eps: float = 0.05,
-              exact_time_limit_s: float = 5.0, exact_max_size: int = 30_000, exact_panels: Sequence[str] | None = None,
+              exact_time_limit_s: float = 3.0, exact_max_size: int = 30_000, exact_panels: Sequence[str] | None = None,
               method_options: dict | None = None) -> ResultTable:
     """Figure 6: average latency vs edge storage per server, K = 1 (Switch-base models).
 
@@ -666,7 +674,7 @@ def fig7_data(*, models: Sequence[str] = LLAVA_MODELS, storage_gb: Sequence[floa
               methods: Sequence[str] | None = None, seeds=2, params: Parameters | None = None,
               bytes_per_param: float | None = None, progress=None, num_users: int | None = None,
               num_servers: int | None = None, eps: float = 0.05, exact_time_limit_s: float = 2.0,
-              exact_max_size: int = 60_000, exact_panels: Sequence[str] | None = ("moe-llava-phi2-2.7b-4e",),
+              exact_max_size: int = 60_000, exact_panels: Sequence[str] | None = (),
               method_options: dict | None = None) -> ResultTable:
     """Figure 7: average latency vs edge storage per server, K = 2 (MoE-LLaVA models).
 
@@ -675,9 +683,10 @@ def fig7_data(*, models: Sequence[str] = LLAVA_MODELS, storage_gb: Sequence[floa
     popularity, random, no caching, and the MILP where proved optimal within
     the time limit (else its lower bound).  With co-activation (K = 2) the
     MILP is much harder than for K = 1: at the Table 1 size (10 users, 5
-    servers) HiGHS rarely proves optimality within seconds, so by default it
-    runs on the first model only (``exact_panels``) with a 2 s limit; the
-    ``paper`` scale runs it everywhere with 60 s.
+    servers) HiGHS proves optimality only at the smallest storage and mostly
+    finds no incumbent within seconds, so by default it does not run
+    (``exact_panels=()``; give model names to run it there); the ``paper``
+    scale runs it on every model with a 60 s limit.
 
     Returns
     -------
@@ -756,14 +765,13 @@ def fig9_data(*, model: str = "moe-llava-phi2-2.7b-4e", bandwidth_mhz: Sequence[
     return table
 
 
-FIG10_METHODS = ("greedy", "decomposition", "accelerated", "exact", "blind-greedy", "coordinated-popularity",
-                 "popularity", "random")
+FIG10_METHODS = ("greedy", "decomposition", "accelerated", "exact", "coordinated-popularity", "popularity", "random")
 
 
 def fig10_data(*, experts: Sequence[int] = (8, 16, 32, 64, 128), servers: Sequence[int] = (1, 2, 5, 10),
                users: Sequence[int] = (2, 5, 10, 20), base_experts: int = 16, methods: Sequence[str] | None = None,
                seeds=1, params: Parameters | None = None, progress=None, eps: float = 0.05,
-               exact_time_limit_s: float = 10.0, exact_max_size: int = 60_000, server_storage_gb: float | None = None,
+               exact_time_limit_s: float = 3.0, exact_max_size: int = 30_000, server_storage_gb: float | None = None,
                method_options: dict | None = None) -> ResultTable:
     """Figure 10: run time vs problem size for every method, including the MILP (log scale).
 
@@ -951,7 +959,7 @@ def table1_markdown(rows: Sequence[dict] | None = None) -> str:
 
 
 def dominance(table: ResultTable, proposed: Sequence[str] | None = None, baselines: Sequence[str] | None = None,
-              *, value: str | None = None, rtol: float = 1e-9) -> list[dict]:
+              *, y: str | None = None, rtol: float = 1e-9) -> list[dict]:
     """Points where a proposed method is *worse* than a baseline (seed means).
 
     Returns
@@ -962,7 +970,7 @@ def dominance(table: ResultTable, proposed: Sequence[str] | None = None, baselin
         violation; empty when every proposed method is at or below every
         baseline at every point.
     """
-    y = value or table.meta.get("y", "latency_s")
+    y = y or table.meta.get("y", "latency_s")
     ms = table.unique("method")
     proposed = [m for m in (PROPOSED if proposed is None else proposed) if m in ms]
     baselines = [m for m in (BASELINES if baselines is None else baselines) if m in ms]
@@ -979,7 +987,7 @@ def dominance(table: ResultTable, proposed: Sequence[str] | None = None, baselin
     return out
 
 
-def gains(table: ResultTable, method: str, against: str, *, value: str | None = None) -> dict:
+def gains(table: ResultTable, method: str, against: str, *, y: str | None = None) -> dict:
     """Relative latency reduction of ``method`` against ``against`` over all points (seed means).
 
     Returns
@@ -988,7 +996,7 @@ def gains(table: ResultTable, method: str, against: str, *, value: str | None = 
         ``mean``, ``min``, ``max`` of ``1 - T(method)/T(against)`` over the
         (panel, value) points, and ``at_max`` = (panel, value) where it is largest.
     """
-    y = value or table.meta.get("y", "latency_s")
+    y = y or table.meta.get("y", "latency_s")
     mean = {(s["panel"], s["value"], s["method"]): s["mean"] for s in table.summary(y)}
     red = {}
     for (pan, v, m), lat in mean.items():
@@ -1001,16 +1009,94 @@ def gains(table: ResultTable, method: str, against: str, *, value: str | None = 
                 at_max=max(red, key=red.get))
 
 
+def storage_point_latency(model: str, storage_gb: float, seeds, method: str, *, params: Parameters | None = None,
+                          **options) -> float:
+    """Mean latency (s) of ``method`` (with solver ``options``) at one point of Figure 6/7, over ``seeds``.
+
+    The problems are those of :func:`fig6_data`/:func:`fig7_data` with default sizes, so a point of
+    their tables can be re-solved with other options (e.g. ``passes=3`` for the decomposition).
+    """
+    lats = []
+    for seed in _seeds(seeds):
+        problem, _ = experiment_problem(model, params=params, seed=seed, server_storage_gb=storage_gb)
+        lats.append(average_latency(problem, _solve(problem, method, dict(options))))
+    return float(np.mean(lats))
+
+
+def passes_sentence(table: ResultTable, baselines: Sequence[str], *, method: str = "decomposition",
+                    passes: int = 3) -> str:
+    """A sentence on the worst point where ``method`` is above a baseline, re-solved with ``passes`` passes.
+
+    Empty string when ``method`` is at or below every baseline everywhere.
+    """
+    from .plotting.experiments import _label
+    bad = dominance(table, [method], baselines)
+    if not bad:
+        return ""
+    w = max(bad, key=lambda b: b["excess"])
+    again = storage_point_latency(w["panel"], w["value"], table.meta["seeds"], method, passes=passes)
+    verb = "brings it to" if again < w["latency"] * (1 - 1e-9) else "leaves it at"
+    return (f"At the worst point ({_label(w['panel'])}, {w['value']:g} GB) {short_name(method)} needs "
+            f"{w['latency'] * 1e3:.2f} ms against {short_name(w['baseline'])}'s {w['baseline_latency'] * 1e3:.2f} ms; "
+            f"revisiting every server {passes - 1} more times (option passes={passes}, block coordinate ascent) "
+            f"{verb} {again * 1e3:.2f} ms.")
+
+
+#: Short names of the methods for sentences in the chapter.
+SHORT_NAMES = {"greedy": "greedy", "decomposition": "the decomposition", "accelerated": "the accelerated decomposition",
+               "exact": "the MILP", "blind-greedy": "co-activation-blind greedy", "popularity": "popularity",
+               "coordinated-popularity": "coordinated popularity", "random": "random caching",
+               "none": "no edge caching", "u-shaped": "U-shaped split inference", "slimcaching": "SlimCaching"}
+
+
+def short_name(method: str) -> str:
+    """Name of a method inside a sentence (``"the decomposition"``, ``"coordinated popularity"``, ...)."""
+    return SHORT_NAMES.get(method, method)
+
+
+def dominance_sentence(table: ResultTable, proposed: Sequence[str], baselines: Sequence[str],
+                       unit: str = "GB") -> str:
+    """One clause per proposed method: at or below every baseline everywhere, or where and by how much not.
+
+    Uses :func:`dominance` (means over the seeds).
+    """
+    from .plotting.experiments import _label
+    npts = len({(r["panel"], r["value"]) for r in table})
+    parts = []
+    for m in proposed:
+        if m not in table.unique("method"):
+            continue
+        bad = dominance(table, [m], baselines)
+        if not bad:
+            parts.append(f"{short_name(m)} is at or below every baseline at all {npts} points")
+            continue
+        pts = {(b["panel"], b["value"]) for b in bad}
+        w = max(bad, key=lambda b: b["excess"])
+        parts.append(f"{short_name(m)} is above some baseline at {len(pts)} of the {npts} points, by at most "
+                     f"{w['excess']:.2%} (above {short_name(w['baseline'])}, {_label(w['panel'])} at "
+                     f"{w['value']:g} {unit})")
+    return "; ".join(parts)
+
+
+def _compare_phrase(red: float, other: str) -> str:
+    if red >= 0.005:
+        return f"{red:.0%} less than the best baseline there, {other}"
+    if red >= -0.005:
+        return (f"practically the same as the best baseline there, {other} "
+                f"({abs(red):.2%} {'lower' if red >= 0 else 'higher'})")
+    return f"{-red:.1%} more than the best baseline there, {other}"
+
+
 def storage_reading(table: ResultTable, proposed: Sequence[str], baselines: Sequence[str], lead: str,
                     at_gb: float) -> dict:
-    """The numbers the chapter reads off a storage sweep (Figures 6 and 7).
+    """The numbers and clauses the chapter reads off a storage sweep (Figures 6 and 7).
 
     Parameters
     ----------
     table : ResultTable
         Output of :func:`fig6_data` or :func:`fig7_data`.
     proposed, baselines : sequence of str
-        Method names for the dominance check (:func:`dominance`).
+        Method names for the dominance check (:func:`dominance_sentence`).
     lead : str
         The method quoted (e.g. ``"greedy"``).
     at_gb : float
@@ -1019,40 +1105,44 @@ def storage_reading(table: ResultTable, proposed: Sequence[str], baselines: Sequ
     Returns
     -------
     dict
-        ``dom`` (a sentence: dominance holds everywhere, or where and by how
-        much it fails), ``big`` (label of the last panel), ``lat``/``none``
-        (ms per token of ``lead``/no caching there), ``red_none``,
-        ``best_b``/``red_best`` (best baseline there and ``lead``'s relative
-        reduction against it), ``n_opt``/``gap_opt`` (instances with a proved
-        MILP optimum and ``lead``'s largest relative excess over it).
+        ``dom`` (clauses, see :func:`dominance_sentence`), ``violations``
+        (number of (point, method, baseline) violations), ``big`` (label of the
+        last panel), ``lat``/``none`` (ms per token of ``lead``/no caching
+        there), ``red_none``, ``vs_best`` (clause comparing ``lead`` with the
+        best baseline there), ``adv``/``adv_at`` (largest relative advantage of
+        ``lead`` over the best baseline at any point, and where), ``n_opt``/``gap_opt``
+        (instances with a proved MILP optimum and ``lead``'s largest relative
+        excess over it).
     """
-    from .plotting import method_style
     from .plotting.experiments import _label
-    bad = dominance(table, proposed, baselines)
-    npts = len({(r["panel"], r["value"]) for r in table})
-    if not bad:
-        dom = (f"at every one of the {npts} (model, storage) points each proposed method is at or below "
-               f"every baseline (means over the seeds)")
-    else:
-        worst = max(bad, key=lambda b: b["excess"])
-        where = sorted({(b["panel"], b["value"]) for b in bad})
-        dom = (f"at {len(where)} of the {npts} (model, storage) points a proposed method is above some baseline; "
-               f"the largest excess is {worst['excess']:.2%} ({worst['method']} against {worst['baseline']}, "
-               f"{_label(worst['panel'])} at {worst['value']:g} GB)")
+    methods = table.unique("method")
+    base = [b for b in baselines if b != "none" and b in methods]
     big = table.unique("panel")[-1]
-    base_means = {b: table.mean(panel=big, value=at_gb, method=b) for b in baselines
-                  if b != "none" and b in table.unique("method")}
-    best_b = min(base_means, key=base_means.get)
+
+    def best_baseline(pan, v):
+        means = {b: table.mean(panel=pan, value=v, method=b) for b in base}
+        b = min(means, key=means.get)
+        return b, means[b]
+
+    b, lb = best_baseline(big, at_gb)
     lat = table.mean(panel=big, value=at_gb, method=lead)
     none = table.mean(panel=big, value=at_gb, method="none")
+    adv, adv_at = -np.inf, None
+    for pan in table.unique("panel"):
+        for v in table.where(panel=pan).unique("value"):
+            bb, lbb = best_baseline(pan, v)
+            a = 1 - table.mean(panel=pan, value=v, method=lead) / lbb
+            if a > adv:
+                adv, adv_at = a, f"{_label(pan)} at {v:g} GB, against {short_name(bb)}"
     ratios = []
     for r in table.where(method="exact", status="optimal"):
         q = table.where(panel=r["panel"], value=r["value"], seed=r["seed"], method=lead)
         if len(q):
             ratios.append(q[0]["latency_s"] / r["latency_s"] - 1)
-    return dict(dom=dom, big=_label(big), lat=lat * 1e3, none=none * 1e3, red_none=1 - lat / none,
-                best_b=method_style(best_b)["label"].lower(), red_best=1 - lat / base_means[best_b],
-                n_opt=len(ratios), gap_opt=max(ratios) if ratios else float("nan"), violations=len(bad))
+    return dict(dom=dominance_sentence(table, proposed, baselines), violations=len(dominance(table, proposed, baselines)),
+                big=_label(big), lat=lat * 1e3, none=none * 1e3, red_none=1 - lat / none,
+                vs_best=_compare_phrase(1 - lat / lb, short_name(b)), adv=adv, adv_at=adv_at,
+                n_opt=len(ratios), gap_opt=max(ratios) if ratios else float("nan"))
 
 
 # ---------------------------------------------------------------------------

@@ -232,6 +232,16 @@ def maxplus_strided(a, b, step: int, out_len: int | None = None) -> tuple[np.nda
     step = V.number("step", step, integer=True, positive=True)
     n = len(a)
     L = n if out_len is None else V.number("out_len", out_len, integer=True, positive=True)
+    m = min(len(b), (L - 1) // step + 1)
+    if m * L <= 1 << 16:                      # small: one gather over the (j, q) grid
+        q = np.arange(L)
+        src = q[None, :] - step * np.arange(m)[:, None]
+        ok = (src >= 0) & (src < n)
+        cand = np.where(ok, a[np.clip(src, 0, n - 1)] + b[:m, None], -np.inf)
+        arg = np.argmax(cand, axis=0)
+        c = cand[arg, q]
+        arg[c == -np.inf] = -1
+        return c, arg.astype(np.int64)
     c = np.full(L, -np.inf)
     arg = np.full(L, -1, dtype=np.int64)
     for j in range(len(b)):

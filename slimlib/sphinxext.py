@@ -77,6 +77,19 @@ def node_modules_dir(app=None) -> Path:
     return Path(__file__).resolve().parent.parent / "node_modules"
 
 
+#: Loaded between require.js and the widgets manager (``nb_ipywidgets_js``): the manager finds
+#: its font files next to its AMD modules (``@jupyter-widgets/base``, ``.../controls``,
+#: ``.../html-manager/dist/libembed-amd``), which require.js would otherwise place under the
+#: page's own folder.
+REQUIRE_CONFIG = """// Written by slimlib.sphinxext: serve the widgets manager's files from this folder.
+(function () {
+  var src = document.currentScript.src;
+  var here = src.slice(0, src.lastIndexOf("/"));
+  require.config({paths: {"@jupyter-widgets": here, "@jupyter-widgets/html-manager/dist": here}});
+})();
+"""
+
+
 def copy_assets(node_modules: Path, outdir: Path) -> list[Path]:
     """Copy the browser assets from ``node_modules`` into ``outdir/_vendor``; return the copied files."""
     node_modules = Path(node_modules)
@@ -102,6 +115,10 @@ def copy_assets(node_modules: Path, outdir: Path) -> list[Path]:
                             or target.stat().st_mtime < f.stat().st_mtime:
                         shutil.copy2(f, target)
                     copied.append(target)
+    config = dest_root / "html-manager" / "require-config.js"
+    if not config.exists() or config.read_text() != REQUIRE_CONFIG:
+        config.write_text(REQUIRE_CONFIG)
+    copied.append(config)
     return copied
 
 
@@ -292,7 +309,9 @@ def _resolve_public_alias(app, env, node, contnode):
     ``slimlib.<name>``; a docstring of their own module may still say
     :func:`average_latency` (module context ``slimlib.latency``) or
     ``slimlib.latency.average_latency``.  Try ``slimlib.<name>`` (and
-    ``slimlib.<Class>.<member>``) before reporting the reference as missing.
+    ``slimlib.<Class>.<member>``), and a short name used in
+    ``slimlib.plotting.moe`` also in ``slimlib.plotting``, before reporting the
+    reference as missing.
     """
     if node.get("refdomain") != "py":
         return None
@@ -305,6 +324,11 @@ def _resolve_public_alias(app, env, node, contnode):
     for i in range(len(parts)):
         if parts[i] in slimlib.__all__:
             candidates.append("slimlib." + ".".join(parts[i:]))
+    # a short name used inside a subpackage: look in the enclosing packages too
+    module = node.get("py:module") or ""
+    if module.startswith("slimlib.") and not target.startswith("slimlib."):
+        pkg = module.split(".")
+        candidates += [".".join(pkg[:k] + [target.lstrip("~.")]) for k in range(len(pkg) - 1, 0, -1)]
     if not candidates:
         return None
     domain = env.get_domain("py")

@@ -29,9 +29,10 @@ experts already chosen)`` — the same scores, sequential rather than joint.
 The defaults (``skew=(0.5, 1.5)``, ``layer_corr=0.3``, ``affinity=1.0``)
 were chosen so that the heatmaps look like a trained router's: in the MoE-LLaVA
 cards (``E = 4``, Top-2) the most popular expert of a layer is activated by
-roughly 60-90 % of the tokens and the least popular by 10-30 %, with a
+roughly 60-90 % of the tokens, the least popular by a few to 30 %, with a
 different expert on top in different layers; for Switch-base (Top-1) the top
-expert carries a few times the balanced load ``1/E``.  The chapter prints the
+expert carries several times the balanced load ``1/E`` (in an occasional layer
+most of it).  The chapter prints the
 resulting skew numbers next to the ones of the tiny model trained in the book.
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ from . import _validate as V
 from .model import MoEModel
 from .stats import ActivationStats
 
-__all__ = ["synthetic_stats", "user_stats", "write_synthetic", "DEFAULTS"]
+__all__ = ["synthetic_stats", "synthetic_profile", "synthetic_scores", "user_stats", "write_synthetic", "DEFAULTS"]
 
 #: Default generator parameters (documented in the module docstring).
 DEFAULTS = dict(tokens=50_000, skew=(0.5, 1.5), layer_corr=0.3, affinity=1.0)
@@ -57,10 +58,91 @@ def _rng(seed, name: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(name.encode("utf-8"))]))
 
 
+def _check(model, seed, skew, layer_corr, affinity):
+    if not isinstance(model, MoEModel):
+        raise V.fail("model", model, "must be a MoEModel")
+    seed = V.number("seed", seed, integer=True, nonneg=True)
+    try:
+        lo, hi = (float(x) for x in skew)
+    except (TypeError, ValueError):
+        raise V.fail("skew", skew, "must be a pair (low, high)") from None
+    if not (0 <= lo <= hi) or not math.isfinite(hi):
+        raise V.fail("skew", skew, "must satisfy 0 <= low <= high")
+    layer_corr = V.number("layer_corr", layer_corr, minimum=0.0, maximum=0.999)
+    affinity = V.number("affinity", affinity, nonneg=True)
+    return seed, (lo, hi), layer_corr, affinity
+
+
+def synthetic_scores(model: MoEModel, *, seed: int = 0, skew=DEFAULTS["skew"],
+                     layer_corr: float = DEFAULTS["layer_corr"], affinity: float = DEFAULTS["affinity"]):
+    """The scores of the generative model (module docstring), before any group is formed.
+
+    Returns
+    -------
+    sigma : ndarray, shape (L,)
+        Per-layer popularity spread.
+    a : ndarray, shape (L, E)
+        Expert scores ``a_{l,e} = sigma_l z_{l,e}``.
+    b : ndarray, shape (L, E, E)
+        Symmetric pair scores (zero diagonal).
+    rng : numpy.random.Generator
+        The generator, positioned after these draws (token sampling continues from it).
+    """
+    seed, (lo, hi), layer_corr, affinity = _check(model, seed, skew, layer_corr, affinity)
+    L, E = model.num_layers, model.num_experts
+    rng = _rng(seed, model.name)
+    sigma = lo + (hi - lo) * rng.random(L)
+    a = np.zeros((L, E))
+    b = np.zeros((L, E, E))
+    z = rng.standard_normal(E)
+    for l in range(L):
+        if l > 0:
+            z = layer_corr * z + math.sqrt(1 - layer_corr ** 2) * rng.standard_normal(E)
+        a[l] = sigma[l] * z
+        t = affinity * np.triu(rng.standard_normal((E, E)), 1)
+        b[l] = t + t.T
+    return sigma, a, b, rng
+
+
+def _group_probs(a_l, b_l, groups):
+    score = a_l[groups].sum(axis=1)
+    K = groups.shape[1]
+    for i in range(K):
+        for j in range(i + 1, K):
+            score = score + b_l[groups[:, i], groups[:, j]]
+    p = np.exp(score - score.max())
+    return p / p.sum()
+
+
+def synthetic_profile(model: MoEModel, *, seed: int = 0, skew=DEFAULTS["skew"],
+                      layer_corr: float = DEFAULTS["layer_corr"], affinity: float = DEFAULTS["affinity"],
+                      max_groups: int = 200_000) -> ActivationStats:
+    """The exact group distribution ``P_l(G) ∝ exp(sum a + sum b)`` (no token sampling).
+
+    Same parameters as :func:`synthetic_stats`; needs ``C(E, K) <= max_groups``.
+
+    Returns
+    -------
+    ActivationStats
+        Probabilities over all ``C(E, K)`` groups of every layer.
+    """
+    L, E, K = model.num_layers, model.num_experts, model.top_k
+    if math.comb(E, K) > max_groups:
+        raise V.fail("model", model.name, f"C({E}, {K}) groups exceed max_groups={max_groups}; "
+                                          "use synthetic_stats, which samples")
+    sigma, a, b, _ = synthetic_scores(model, seed=seed, skew=skew, layer_corr=layer_corr, affinity=affinity)
+    groups = np.array(list(combinations(range(E), K)), dtype=np.int64).reshape(-1, K)
+    probs = [_group_probs(a[l], b[l], groups) for l in range(L)]
+    probs = [p / p.sum() for p in probs]
+    prov = {"source": "synthetic", "generator": "slimlib.synthetic.synthetic_profile", "seed": seed,
+            "skew": [float(x) for x in skew], "layer_corr": layer_corr, "affinity": affinity}
+    return ActivationStats(E, K, [groups] * L, probs=probs, model=model.name, provenance=prov)
+
+
 def synthetic_stats(model: MoEModel, *, seed: int = 0, tokens: int = DEFAULTS["tokens"],
                     skew=DEFAULTS["skew"], layer_corr: float = DEFAULTS["layer_corr"],
                     affinity: float = DEFAULTS["affinity"], max_enumerate: int = 200_000) -> ActivationStats:
-    """Seeded synthetic routing statistics for a model card.
+    """Seeded synthetic routing statistics for a model card (SPEC §6, source "synthetic").
 
     Parameters
     ----------
@@ -86,56 +168,32 @@ def synthetic_stats(model: MoEModel, *, seed: int = 0, tokens: int = DEFAULTS["t
     Returns
     -------
     ActivationStats
-        Counts per group, ``provenance["source"] == "synthetic"`` with the
-        generator parameters and the drawn ``sigma_l``.
+        Counts per group (every layer sums to ``tokens``),
+        ``provenance["source"] == "synthetic"`` with the generator parameters
+        and the drawn ``sigma_l``.
     """
-    if not isinstance(model, MoEModel):
-        raise V.fail("model", model, "must be a MoEModel")
-    seed = V.number("seed", seed, integer=True, nonneg=True)
+    seed, (lo, hi), layer_corr, affinity = _check(model, seed, skew, layer_corr, affinity)
     tokens = V.number("tokens", tokens, integer=True, positive=True)
-    try:
-        lo, hi = (float(x) for x in skew)
-    except (TypeError, ValueError):
-        raise V.fail("skew", skew, "must be a pair (low, high)") from None
-    if not (0 <= lo <= hi) or not math.isfinite(hi):
-        raise V.fail("skew", skew, "must satisfy 0 <= low <= high")
-    layer_corr = V.number("layer_corr", layer_corr, minimum=0.0, maximum=0.999)
-    affinity = V.number("affinity", affinity, nonneg=True)
     L, E, K = model.num_layers, model.num_experts, model.top_k
-    rng = _rng(seed, model.name)
-    sigma = lo + (hi - lo) * rng.random(L)
-    n_groups = math.comb(E, K)
-    enumerate_ = n_groups <= max_enumerate
+    sigma, a, b, rng = synthetic_scores(model, seed=seed, skew=(lo, hi), layer_corr=layer_corr, affinity=affinity)
+    enumerate_ = math.comb(E, K) <= max_enumerate
     all_groups = np.array(list(combinations(range(E), K)), dtype=np.int64).reshape(-1, K) if enumerate_ else None
     groups, counts = [], []
-    z = rng.standard_normal(E)
     for l in range(L):
-        if l > 0:
-            z = layer_corr * z + math.sqrt(1 - layer_corr ** 2) * rng.standard_normal(E)
-        a = sigma[l] * z
-        s = rng.standard_normal((E, E))
-        b = affinity * np.triu(s, 1)
-        b = b + b.T
         if enumerate_:
-            score = a[all_groups].sum(axis=1)
-            for i in range(K):
-                for j in range(i + 1, K):
-                    score += b[all_groups[:, i], all_groups[:, j]]
-            p = np.exp(score - score.max())
-            p /= p.sum()
-            c = rng.multinomial(tokens, p)
+            c = rng.multinomial(tokens, _group_probs(a[l], b[l], all_groups))
             keep = c > 0
             groups.append(all_groups[keep])
             counts.append(c[keep])
         else:
             routes = np.empty((tokens, K), dtype=np.int64)
             for t in range(tokens):
-                sc = a.copy()
+                sc = a[l].copy()
                 for k in range(K):
-                    w = np.exp(sc - sc.max())
+                    w = np.exp(sc - sc[np.isfinite(sc)].max())
                     e = rng.choice(E, p=w / w.sum())
                     routes[t, k] = e
-                    sc = sc + b[e]
+                    sc = sc + b[l, e]
                     sc[routes[t, :k + 1]] = -np.inf
             g, c = np.unique(np.sort(routes, axis=1), axis=0, return_counts=True)
             groups.append(g)

@@ -568,13 +568,17 @@ class Survey:
         return rows
 
     def markdown(self) -> str:
-        """:meth:`table` as a Markdown table (cells: problems with a violation / violations found)."""
+        """:meth:`table` as a Markdown table: one column per server count, one row per property.
+
+        Cells read "problems with a violation / violations found".
+        """
         rows = self.table()
         props = [p for p in PROPERTIES if p in rows[0]]
-        head = "| servers | problems | exhaustive | " + " | ".join(props) + " |"
-        sep = "|---|--:|--:|" + "--:|" * len(props)
-        body = [f"| {r['servers']} | {r['problems']} | {r['exhaustive']} | " + " | ".join(r[p] for p in props) + " |"
-                for r in rows]
+        head = "| | " + " | ".join(r["servers"].replace(">=", "≥") for r in rows) + " |"
+        sep = "|---|" + "--:|" * len(rows)
+        body = ["| problems (checked exhaustively) | " + " | ".join(f"{r['problems']} ({r['exhaustive']})" for r in rows)
+                + " |"]
+        body += [f"| {p} | " + " | ".join(r[p] for r in rows) + " |" for p in props]
         return "\n".join([head, sep, *body])
 
 

@@ -34,7 +34,7 @@ from .model import MoEModel
 from .stats import ActivationStats
 
 __all__ = ["TINY_CONFIG", "TRAIN_MODULES", "HELDOUT_MODULES", "DEFAULT_STEPS", "NAME", "stdlib_text",
-           "tiny_config", "init_model", "TrainResult", "train", "heldout_prompts", "measure", "router_confidence",
+           "tiny_config", "init_model", "TrainResult", "TinyRun", "train", "heldout_prompts", "measure", "router_confidence",
            "model_card",
            "build", "write_data"]
 
@@ -296,21 +296,50 @@ def model_card() -> MoEModel:
                                               "d_ff 128, byte vocabulary, fp32."))
 
 
-def build(steps: int = DEFAULT_STEPS, seed: int = 0, progress: bool | None = False):
+@dataclass
+class TinyRun:
+    """Outcome of :func:`build`: routing of the tiny MoE at initialisation and after training.
+
+    Attributes
+    ----------
+    init_stats, trained_stats : ActivationStats
+        ``measured-tiny`` statistics on the held-out prompts.
+    init_confidence, trained_confidence : ndarray, shape (L,)
+        :func:`router_confidence` on the first 100 held-out prompts.
+    result : TrainResult
+    """
+
+    init_stats: ActivationStats
+    trained_stats: ActivationStats
+    init_confidence: np.ndarray
+    trained_confidence: np.ndarray
+    result: TrainResult
+
+
+def build(steps: int = DEFAULT_STEPS, seed: int = 0, progress: bool | None = False) -> TinyRun:
     """Train the tiny MoE and measure its routing before and after training.
+
+    Parameters
+    ----------
+    steps : int
+        Training steps (:data:`DEFAULT_STEPS`: the chapter's time budget).
+    seed : int
+    progress : bool, optional
+        tqdm bar over training steps.
 
     Returns
     -------
-    init_stats, trained_stats : ActivationStats
-    result : TrainResult
+    TinyRun
     """
-    init = init_model(seed)
-    init_stats = measure(init, label="init", provenance={"seed": seed, "steps": 0})
-    result = train(steps, seed=seed, model=init, progress=progress)
-    info = {k: v for k, v in result.info.items()}
+    prompts = heldout_prompts()
+    model = init_model(seed)
+    init_stats = measure(model, prompts, label="init", provenance={"training": {"seed": seed, "steps": 0}})
+    init_conf = router_confidence(model, prompts[:100])
+    result = train(steps, seed=seed, model=model, progress=progress)   # trains `model` in place
+    info = dict(result.info)
     info["final_lm_loss"] = round(float(result.losses[-50:].mean()), 4) if steps else None
-    trained_stats = measure(result.model, label="trained", provenance=info)
-    return init_stats, trained_stats, result
+    trained_stats = measure(result.model, prompts, label="trained", provenance={"training": info})
+    return TinyRun(init_stats, trained_stats, init_conf, router_confidence(result.model, prompts[:100]), result)
 
 
 def write_data(steps: int = DEFAULT_STEPS, seed: int = 0, folder=None) -> list[Path]:
@@ -321,9 +350,9 @@ def write_data(steps: int = DEFAULT_STEPS, seed: int = 0, folder=None) -> list[P
     """
     from .io import data_dir, save
     folder = data_dir() if folder is None else Path(folder)
-    _, trained, _ = build(steps, seed)
+    run = build(steps, seed)
     return [save(model_card(), folder / "models" / f"{NAME}.json"),
-            save(trained, folder / "stats" / f"{NAME}-measured.json")]
+            save(run.trained_stats, folder / "stats" / f"{NAME}-measured.json")]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,9 +4,15 @@ Every interactive figure goes through :func:`explore` (developers' guide:
 ``continuous_update=False``, redraw on every change).  It has two faces:
 
 * **static** (the rendered site, no kernel): every combination of the grid is
-  drawn once at build time and embedded as an image; small range inputs switch
-  the shown frame with a few lines of inline JavaScript.  Nothing in the page
-  needs a kernel, a CDN or the widget manager, so the slider works offline.
+  drawn once at build time and embedded as a PNG (identical frames stored
+  once); one range input per parameter that takes several values switches the
+  shown frame with a few lines of inline JavaScript (parameters with a single
+  value are printed instead).  Nothing in the page needs a kernel, a CDN or the
+  widget manager, so the slider works offline, and no widget state is saved
+  into the notebook — the site never shows a frozen panel; a line under the
+  figure says to run the notebook for the full one.  The browser test
+  (``tests/test_browser.py``) moves every ``[data-slimlib-explorer]`` slider
+  and checks that ``img.slimlib-frame`` shows the frame of each position.
 * **live** (a notebook with a kernel): a full ipywidgets panel — one slider or
   dropdown per parameter, ``continuous_update=False`` — that redraws the figure
   on every change.

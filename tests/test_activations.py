@@ -206,9 +206,13 @@ def test_max_tokens_and_max_length(saved):
 
 def test_model_object_and_name(saved):
     model = transformers.AutoModelForCausalLM.from_pretrained(saved["qwen3_moe"])
+    model.train()
     s = collect(model, PROMPTS[:3], tokenizer="bytes", name="tiny-qwen3", progress=False)
     assert s.model == "tiny-qwen3" and s.top_k == 3
-    assert model.training is False or True  # training flag restored (from_pretrained gives eval mode)
+    assert model.training                     # the collector runs in eval mode and restores the flag
+    assert s.provenance["architecture"] == "Qwen3MoeForCausalLM"
+    with pytest.raises(ValueError, match="tokenizer"):
+        collect(model, PROMPTS)
 
 
 def test_prompt_files(tmp_path):
@@ -248,10 +252,12 @@ def test_cli_collect(saved, tmp_path, capsys):
     prompts.write_text("".join(json.dumps({"q": p}) + "\n" for p in PROMPTS), encoding="utf-8")
     out = tmp_path / "stats.json"
     rc = cli.main(["collect", "--model", str(saved["switch"]), "--prompts", str(prompts), "--field", "q",
-                   "--out", str(out), "--batch-size", "3", "--max-tokens", "100"])
+                   "--out", str(out), "--batch-size", "3", "--max-tokens", "100", "--name", "tiny-switch",
+                   "--tokenizer", "bytes"])
     assert rc == 0
     stats = slimlib.load(out)
     assert stats.provenance["tokens"] == 100 and stats.num_layers == 2 and stats.top_k == 1
+    assert stats.model == "tiny-switch" and stats.provenance["prompts"] == str(prompts)
     assert "dropped" in capsys.readouterr().out
     # errors: one clear message, exit status 2
     with pytest.raises(SystemExit) as exc:

@@ -43,6 +43,7 @@ CHROMIUM = os.environ.get("SLIMLIB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SKIP_DIRS = {"_static", "_vendor", "_sources", "_images", "_downloads"}
+SESSION_START = time.time()
 
 
 def site_pages() -> list[str]:
@@ -274,9 +275,11 @@ def test_page(rel, base_url, browser):
 
 
 def test_every_page_has_a_screenshot(base_url):
+    """Runs after the page tests: each page got a fresh screenshot in this session."""
     pages = site_pages()
-    missing = [p for p in pages if not screenshot_path(p).exists()]
-    assert not missing, f"no screenshot for {missing}"
+    missing = [p for p in pages if not screenshot_path(p).exists()
+               or screenshot_path(p).stat().st_mtime < SESSION_START - 1]
+    assert not missing, f"no screenshot from this run for {missing}"
 
 
 def test_vendored_widget_manager_offline(browser, tmp_path):
@@ -288,10 +291,12 @@ def test_vendored_widget_manager_offline(browser, tmp_path):
     assert (vendor / "html-manager" / "embed-amd.js").is_file(), f"{vendor} lacks the widgets HTML manager"
     assert (vendor / "mathjax" / "tex-mml-chtml.js").is_file(), f"{vendor} lacks MathJax"
     slider = ipywidgets.IntSlider(value=3, min=0, max=10, description="experts")
-    data = embed_data(views=[slider])
+    button = ipywidgets.Button(description="cache", icon="check")     # an icon: the manager's fonts load
+    data = embed_data(views=[ipywidgets.VBox([slider, button])])
     (tmp_path / "_vendor").symlink_to(vendor)
     (tmp_path / "index.html").write_text(f"""<!DOCTYPE html><html><head><meta charset="utf-8">
 <script src="_vendor/requirejs/require.js"></script>
+<script src="_vendor/html-manager/require-config.js"></script>
 <script src="_vendor/html-manager/embed-amd.js"></script>
 <script type="application/vnd.jupyter.widget-state+json">{json.dumps(data["manager_state"])}</script>
 </head><body><div class="cell_output">
@@ -305,6 +310,10 @@ def test_vendored_widget_manager_offline(browser, tmp_path):
             assert visit.page.evaluate(UNRENDERED_WIDGETS) == []
             label = visit.page.locator(".widget-subarea .widget-readout").first.text_content(timeout=10_000)
             assert label.strip() == "3"
+            assert visit.page.locator(".widget-subarea button i.fa-check").count() == 1
+            loaded = visit.page.evaluate("""async () => { await document.fonts.ready;
+                return Array.from(document.fonts).filter(f => f.status === 'loaded').map(f => f.family); }""")
+            assert any("Font Awesome" in f or "FontAwesome" in f for f in loaded), loaded
             assert not visit.problems, "\n".join(visit.problems)
         finally:
             visit.close()

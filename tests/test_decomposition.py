@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 import slimlib
 from slimlib import MoEModel, Network, Placement, Problem, latency_reduction
 from slimlib.instances import random_problem, random_stats
+from slimlib.solvers import decomposition as dec
 from slimlib.solvers.decomposition import (combine_accelerated, combine_dp, dp_unit, layer_gains, server_order,
                                            solve_stage, stage_comparison)
 
@@ -124,6 +126,9 @@ def test_stage_equals_exhaustive_search(problem, seed):
     st_ = solve_stage(problem, pl, n)
     assert st_.exact
     assert st_.value == pytest.approx(best, rel=1e-9, abs=1e-15)
+    with mock.patch.object(dec, "DENSE_MAX_EXPERTS", 0):      # the per-layer enumeration path
+        st2 = solve_stage(problem, pl, n)
+    assert st2.exact and st2.value == pytest.approx(best, rel=1e-9, abs=1e-15)
     after = apply_stage(base, st_, n)
     assert after.is_feasible(problem)
     assert latency_reduction(problem, after) - r0 == pytest.approx(st_.value, rel=1e-9, abs=1e-15)

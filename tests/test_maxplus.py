@@ -140,3 +140,18 @@ def test_merge_many_is_the_top_increments():
         best = max(h[0][a] + h[1][b] + h[2][c]
                    for a, b, c in itertools.product(range(3), range(3), range(2)) if a + b + c == t)
         assert values[t] == best
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_strided_large_path_equals_naive(seed):
+    # long capacity axes take the loop path of maxplus_strided (m * L > 2**16)
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=30_000)
+    a[rng.random(a.size) < 0.1] = -np.inf
+    b = np.concatenate([[0.0], np.cumsum(rng.random(5))])
+    c, arg = maxplus_strided(a, b, 7, 30_000)
+    spread = np.full((len(b) - 1) * 7 + 1, -np.inf)
+    spread[::7] = b
+    np.testing.assert_array_equal(c, maxplus_naive(a, spread)[:30_000])
+    ok = np.isfinite(c)
+    np.testing.assert_array_equal(a[np.flatnonzero(ok) - 7 * arg[ok]] + b[arg[ok]], c[ok])

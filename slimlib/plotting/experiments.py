@@ -81,6 +81,22 @@ def _bound_series(table, panel):
     return np.array(xs, float), np.array([np.mean([x for _, x in by[v]]) for v in xs])
 
 
+def _relative(table, y: str, reference: str):
+    """Copy of ``table`` with ``y`` divided by the reference method's ``y`` at the same (panel, value, seed)."""
+    from ..experiments import ResultTable
+    ref = {(r["panel"], r["value"], r["seed"]): r.get(y) for r in table.rows if r["method"] == reference}
+    rows = []
+    for r in table.rows:
+        d = ref.get((r["panel"], r["value"], r["seed"]))
+        if _finite(d) and d > 0 and _finite(r.get(y)):
+            q = dict(r)
+            q[y] = float(r[y]) / float(d)
+            if _finite(r.get("bound_s")) and y == "latency_s":
+                q["bound_s"] = float(r["bound_s"]) / float(d)
+            rows.append(q)
+    return ResultTable(rows, table.meta)
+
+
 def _legend(fig, axes, ncol: int = 4, spare=None):
     """One legend for the figure: in a spare (hidden) axes if there is one, else below the panels."""
     handles, labels = [], []
@@ -95,6 +111,8 @@ def _legend(fig, axes, ncol: int = 4, spare=None):
         spare.set_visible(True)
         spare.axis("off")
         spare.legend(handles, labels, loc="center", frameon=False)
+    elif len(axes) == 1:
+        fig.legend(handles, labels, loc="outside right upper", frameon=False)
     else:
         fig.legend(handles, labels, loc="outside lower center", ncol=min(ncol, len(labels)), frameon=False)
 
@@ -111,7 +129,7 @@ def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = N
                panels: Sequence | None = None, ncols: int | None = None, scale: float = 1e3,
                xlabel=None, ylabel: str | None = None, title: str | None = None, logx: bool = False,
                logy: bool = False, band: bool = True, sharey: bool = False, figsize=None, legend_ncol: int = 4,
-               exact_as_points: bool = True):
+               exact_as_points: bool = True, relative_to: str | None = None, hlines: Sequence = ()):
     """Generic sweep figure: one axes per panel, one line per method (mean across seeds ± 1 std band).
 
     Parameters
@@ -129,14 +147,24 @@ def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = N
         optimality on every seed, plus its lower bound where the time limit
         was hit (latency figures).  ``False``: a line through every MILP run,
         time-limited ones included (run-time figures).
+    relative_to : str, optional
+        Plot ``y`` divided by this method's ``y`` at the same (panel, value,
+        seed), in per cent, instead of the absolute value.
+    hlines : sequence of (float, str)
+        Horizontal reference lines (in the unit of ``y``, before ``scale``) with their legend labels.
     """
     y = y or table.meta.get("y", "latency_s")
+    if relative_to is not None:
+        table = _relative(table, y, relative_to)
+        scale = 100.0
+        ylabel = f"{ylabel or table.meta.get('ylabel', y)} / {method_style(relative_to)['label']} (%)".replace(
+            " (ms/token) /", " /").replace(" (ms per token) /", " /")
     panels = list(table.unique("panel") if panels is None else panels)
     methods = [m for m in (table.unique("method") if methods is None else methods) if m in table.unique("method")]
     n = max(1, len(panels))
     ncols = ncols or min(n, 3)
     nrows = math.ceil(n / ncols)
-    figsize = figsize or (3.4 * ncols + 0.4, 2.9 * nrows + 0.9)
+    figsize = figsize or ((6.6, 3.4) if n == 1 else (3.4 * ncols + 0.4, 2.9 * nrows + 0.9))
     fig, axes = new_figure(nrows, ncols, figsize=figsize, squeeze=False, layout="constrained", sharey=sharey)
     flat = list(axes.flat)
     xlabel = xlabel if xlabel is not None else table.meta.get("xlabel", "")
@@ -158,6 +186,8 @@ def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = N
             xs, lb = _bound_series(table, pan)
             if xs.size:
                 ax.plot(xs, lb * scale, **_BOUND_STYLE)
+        for yv, lab in hlines:
+            ax.axhline(yv * scale, color="#000000", linewidth=0.8, linestyle=":", alpha=0.7, label=lab)
         ax.set_title(_label(pan))
         ax.set_xlabel(xlabel.get(pan, "") if isinstance(xlabel, dict) else xlabel)
         if logx:
@@ -213,9 +243,10 @@ def draw_fig9(table, **kw):
 
 def draw_fig10(table, **kw):
     """Figure 10: solver run time (s, log scale) vs problem size — E, N and M."""
-    fig = draw_sweep(table, y="runtime_s", scale=1.0, ylabel="run time (s)", logy=True, band=False,
-                     sharey=True, exact_as_points=False, **kw)
     lim = table.meta.get("exact_time_limit_s")
+    hl = [(lim, "MILP time limit (HiGHS)")] if lim and "exact" in table.unique("method") else []
+    fig = draw_sweep(table, y="runtime_s", scale=1.0, ylabel="run time (s)", logy=True, band=False,
+                     sharey=True, exact_as_points=False, hlines=hl, **kw)
     titles = {"experts": "vs experts per layer", "servers": "vs edge servers", "users": "vs users"}
     for ax in fig.axes:
         t = ax.get_title()
@@ -223,8 +254,6 @@ def draw_fig10(table, **kw):
             ax.set_xscale("log", base=2)
         if t in titles:
             ax.set_title(titles[t])
-        if lim and t in titles:
-            ax.axhline(lim, color="#000000", linewidth=0.8, linestyle=":", alpha=0.6)
     return fig
 
 
@@ -318,7 +347,7 @@ _DRAW = {"fig1": "draw_fig1", "fig6": "draw_fig6", "fig7": "draw_fig7", "fig8": 
          "fig10": "draw_fig10", "fig11": "draw_fig11"}
 
 
-def redraw(table, *, panel="all", seed="all", methods="all", **kw):
+def redraw(table, *, panel="all", seed="all", methods="all", view: str = "absolute", **kw):
     """Re-draw a figure from a subset of its table — the frames of the chapter's per-figure panels.
 
     Parameters
@@ -331,6 +360,10 @@ def redraw(table, *, panel="all", seed="all", methods="all", **kw):
         One seed, or the mean (± band) over all seeds.
     methods : str or sequence
         ``"all"``, ``"proposed vs best baselines"`` or a list of method names.
+    view : str
+        ``"absolute"``, or ``"relative to <method>"``: latency as a percentage
+        of that method's on the same instance (no-caching and the weakest
+        baselines are then left out, they would flatten the plot).
     """
     from ..experiments import ResultTable
     rows = table.rows
@@ -343,6 +376,12 @@ def redraw(table, *, panel="all", seed="all", methods="all", **kw):
                    "slimcaching", "u-shaped", "none"]
     if methods != "all":
         rows = [r for r in rows if r["method"] in set(methods)]
+    if view != "absolute":
+        if not view.startswith("relative to "):
+            raise ValueError(f"view: must be 'absolute' or 'relative to <method>' (got {view!r})")
+        kw["relative_to"] = view[len("relative to "):]
+        if methods == "all":
+            rows = [r for r in rows if r["method"] not in ("none", "random", "popularity")]
     sub = ResultTable(rows, table.meta)
     fig = globals()[_DRAW[table.meta["figure"]]](sub, **kw)
     return fig

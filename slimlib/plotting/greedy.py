@@ -17,7 +17,7 @@ import math
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from . import METHOD_STYLE, new_figure, source_note
+from . import METHOD_STYLE, new_figure, source_note, style
 
 __all__ = ["draw_greedy_step", "draw_ratio_histograms", "draw_k2_counterexample"]
 
@@ -94,19 +94,19 @@ def draw_greedy_step(step: int, *, pm, trace, optimum_s: float | None = None, so
         ax.axhline(optimum_s * 1e3, **{k: v for k, v in METHOD_STYLE["exact"].items()
                                        if k in ("color", "linestyle")}, label="optimum")
     ax.set_xlabel("step")
-    ax.set_ylabel("reduction R (ms/token)")
+    ax.set_ylabel("R (ms per token)")
     ax.legend(loc="lower right")
     ax.set_xticks(range(len(vals)))
     if st["pick"] is not None:
         n, c = st["pick"]
         head = (f"step {s}: add expert {pm.col_expert[c]} of layer {pm.col_layer[c]} to server {n} — "
-                f"saves {st['gain'] * 1e3:.3f} ms/token ({st['density'] * _MB * 1e3:.3f} ms per MB), "
+                f"R grows by {st['gain'] * 1e3:.3f} ms/token ({st['density'] * _MB * 1e3:.3f} per MB), "
                 "the most of all pairs that fit")
     else:
         why = "no pair that still fits saves anything" if st["fits"].any() else "every server is full"
         head = f"step {s}: {why} — the greedy stops"
     fig.suptitle(head, fontsize=9)
-    fig.text(0.005, 0.005, "cells: saving per MB of storage (ms/token per MB) if the pair were added now",
+    fig.text(0.005, 0.005, "cells: gain of R per MB of storage if the pair were added now (R: ms per token, summed over users)",
              fontsize=7, color="#555555", va="bottom")
     source_note(fig, source)
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
@@ -116,8 +116,12 @@ def draw_greedy_step(step: int, *, pm, trace, optimum_s: float | None = None, so
 _REF = {"1 - 1/e": 1 - 1 / math.e, "1/2": 0.5, "(1 - 1/e)/2": (1 - 1 / math.e) / 2}
 
 
-def draw_ratio_histograms(panels, *, refs=None, bins: int = 25, source: str = "statistics: synthetic (random instances)"):
+def draw_ratio_histograms(panels, *, refs=None, source: str = "statistics: synthetic (random instances)"):
     """Histograms of ``R(method) / R(optimum)`` (chapter *Greedy for K = 1*, measured ratios).
+
+    Each panel zooms on the range the ratios occupy (bins of 0.01, or 0.04
+    when some ratio is below 0.5); proven bounds left of that range are named
+    in the panel instead of drawn.
 
     Parameters
     ----------
@@ -126,7 +130,6 @@ def draw_ratio_histograms(panels, *, refs=None, bins: int = 25, source: str = "s
     refs : list of list of str, optional
         Per panel, names of proven bounds to mark (keys ``"1 - 1/e"``, ``"1/2"``,
         ``"(1 - 1/e)/2"``).
-    bins : int
     source : str
 
     Returns
@@ -136,33 +139,46 @@ def draw_ratio_histograms(panels, *, refs=None, bins: int = 25, source: str = "s
     k = len(panels)
     ncol = 2 if k > 1 else 1
     nrow = math.ceil(k / ncol)
-    fig, axes = new_figure(nrow, ncol, figsize=(6.6, 2.6 * nrow), squeeze=False)
-    colors = ["#0072B2", "#E69F00", "#009E73", "#56B4E9", "#CC79A7"]
-    for i, (title, study) in enumerate(panels):
-        ax = axes.flat[i]
-        lo = min([0.0] + [float(r.min()) for r in study["ratios"].values() if len(r)])
-        edges = np.linspace(min(lo, 0.95) if lo < 0.95 else 0.95, 1.0, bins + 1)
-        if lo < 0.5:
-            edges = np.linspace(0.0, 1.0, bins + 1)
-        for j, (name, r) in enumerate(study["ratios"].items()):
-            style = METHOD_STYLE.get(name.split(" ")[0].split(",")[0], {})
-            ax.hist(np.clip(r, edges[0], 1.0), bins=edges, histtype="step", linewidth=1.6,
-                    color=colors[j % len(colors)] if not style else style.get("color", colors[j % len(colors)]),
-                    label=f"{name} (min {r.min():.3f})")
-        for ref in (refs[i] if refs else []):
-            x = _REF[ref]
-            if x >= edges[0]:
-                ax.axvline(x, color="#555555", linestyle=":", linewidth=1)
-                ax.text(x, ax.get_ylim()[1] * 0.95, f" {ref}", fontsize=7, va="top", color="#555555")
-        ax.set_yscale("log")
-        ax.set_title(f"{title} ({len(study['optimum_s'])} instances)")
-        ax.set_xlabel("R / R(optimum)")
-        ax.set_ylabel("instances")
-        ax.legend(loc="upper left", fontsize=7)
-    for j in range(k, nrow * ncol):
-        axes.flat[j].set_visible(False)
-    source_note(fig, source)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    colors = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
+    with style():
+        fig, axes = new_figure(nrow, ncol, figsize=(7.6, 2.9 * nrow), squeeze=False)
+        for i, (title, study) in enumerate(panels):
+            ax = axes.flat[i]
+            lo = min([1.0] + [float(r.min()) for r in study["ratios"].values() if len(r)])
+            if lo < 0.5:
+                edges = np.linspace(0.0, 1.0, 26)
+            else:
+                left = max(0.0, math.floor(lo * 20) / 20 - 0.05)
+                edges = np.linspace(left, 1.0, int(round((1.0 - left) / 0.01)) + 1)
+            for j, (name, r) in enumerate(study["ratios"].items()):
+                style_ = METHOD_STYLE.get(name) if name in ("greedy", "blind-greedy") else None
+                col = style_["color"] if style_ else colors[j % len(colors)]
+                ax.hist(np.clip(r, edges[0], 1.0), bins=edges, histtype="stepfilled", alpha=0.25, color=col)
+                ax.hist(np.clip(r, edges[0], 1.0), bins=edges, histtype="step", linewidth=1.4, color=col,
+                        label=f"{name}: min {r.min():.3f}, mean {r.mean():.3f}")
+            off = []
+            for ref in (refs[i] if refs else []):
+                x = _REF[ref]
+                if x >= edges[0]:
+                    ax.axvline(x, color="#333333", linestyle=":", linewidth=1.2)
+                    ax.annotate(f"bound {ref}", (x, 0.6), xycoords=("data", "axes fraction"), fontsize=7,
+                                rotation=90, ha="right", va="center", color="#333333")
+                else:
+                    off.append(ref)
+            note = ("proven bound " + ", ".join(off) + " (left of the axis)") if off else (
+                "" if refs and refs[i] else "no proven bound")
+            if note:
+                ax.text(0.02, 0.97, note, transform=ax.transAxes, fontsize=7, va="top", color="#333333")
+            ax.set_yscale("log")
+            ax.set_ylim(0.7, len(study["optimum_s"]) * 3)
+            ax.set_title(f"{title}\n({len(study['optimum_s'])} instances)", fontsize=9)
+            ax.set_xlabel("R / R(optimum)")
+            ax.set_ylabel("instances")
+            ax.legend(loc="upper left", bbox_to_anchor=(0.0, 0.9), fontsize=6.5, frameon=False)
+        for j in range(k, nrow * ncol):
+            axes.flat[j].set_visible(False)
+        source_note(fig, source)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch, Rectangle
 
 from . import STYLE, new_figure, source_note
 
@@ -90,15 +90,21 @@ def draw_moe_layer(num_experts: int = 4, top_k: int = 2, gate_probs=None, *, tit
         raise ValueError(f"gate_probs: must have shape ({E},) (got {p.shape})")
     chosen = [int(e) for e in np.argsort(-p, kind="stable")[:K]]
     g = p[chosen] / p[chosen].sum()
-    shown = list(range(E)) if E <= 8 else list(range(5)) + [None] + list(range(E - 2, E))
-    if E > 8:
-        shown = sorted(set(range(4)) | set(chosen) | {E - 1})
-        shown = [e for e in shown][:7]
-        shown = shown[:-1] + [None] + shown[-1:]
+    if E <= 8:
+        shown = list(range(E))
+    else:  # a few experts, every chosen one, the last one; "..." marks the gaps
+        keep = sorted(set(range(3)) | set(chosen) | {E - 1})
+        shown = []
+        for e in keep:
+            if shown and e != shown[-1] + 1:
+                shown.append(None)
+            shown.append(e)
+        shown = [e for i, e in enumerate(shown) if e is not None or shown[i - 1] is not None]
 
-    fig, ax = new_figure(figsize=(7.2, 4.3))
+    fig, ax = new_figure(figsize=(7.2, 4.0))
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.99)
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0.02, 0.97)
     ax.axis("off")
     # MoE layer frame
     ax.add_patch(FancyBboxPatch((0.03, 0.17), 0.94, 0.66, boxstyle="round,pad=0.0,rounding_size=0.02",
@@ -138,8 +144,8 @@ def draw_moe_layer(num_experts: int = 4, top_k: int = 2, gate_probs=None, *, tit
         _box(ax, x, ey, ew, eh, f"FFN$_{{{e + 1}}}$", fc=col, ec=_INK if on else "#AAAAAA", ls="-" if on else ":",
              color="white" if on else "#999999", fontsize=8.5)
         centers[e] = x
-    ax.text(0.5, ey - eh / 2 - 0.035, "idle experts (grey) are not run for this token — but must be stored somewhere",
-            ha="center", va="top", fontsize=7, color="#777777")
+    ax.text(0.955, 0.805, "grey: idle for this token (not run, but stored somewhere)",
+            ha="right", va="top", fontsize=7, color="#777777")
     # routing arrows: Top-K -> chosen experts, experts -> weighted sum
     sx, sy = 0.5, 0.76
     for k, e in enumerate(chosen):
@@ -151,7 +157,7 @@ def draw_moe_layer(num_experts: int = 4, top_k: int = 2, gate_probs=None, *, tit
         mx, my = (centers[e] + sx) / 2, (ey + eh / 2 + sy - 0.03) / 2
         ax.text(mx + (0.025 if centers[e] > sx else -0.025), my, f"$g_{{{e + 1}}}={g[k]:.2f}$",
                 ha="left" if centers[e] > sx else "right", va="center", fontsize=8, color=col)
-    ax.add_patch(Circle((sx, sy), 0.028, fc="white", ec=_INK, lw=1.1, zorder=4))
+    ax.add_patch(Ellipse((sx, sy), 0.2 / 7.2, 0.2 / 3.8, fc="white", ec=_INK, lw=1.1, zorder=4))  # 0.2 in circle
     ax.text(sx, sy, r"$\Sigma$", ha="center", va="center", fontsize=10, zorder=5)
     _box(ax, 0.5, 0.92, 0.46, 0.075, r"$y = \sum_{e \in \mathrm{TopK}(x)} g_e\,\mathrm{FFN}_e(x)$", fc="#E8F1FA")
     _arrow(ax, (sx, sy + 0.03), (0.5, 0.88))
@@ -193,8 +199,9 @@ def draw_expert_heatmap(stats, layer: int = 0, *, title: str | None = None, anno
     layer = int(layer)
     annotate = E <= 8 if annotate is None else annotate
     marg = stats.marginals()
-    fig, axes = new_figure(1, 2, figsize=(8.4, 3.9 if L <= 16 else 4.6),
-                           gridspec_kw={"width_ratios": [1.25, 1.0], "wspace": 0.35})
+    fig, axes = new_figure(1, 2, figsize=(8.4, 4.3 if L <= 16 else 4.8),
+                           gridspec_kw={"width_ratios": [1.25, 1.0]})
+    fig.subplots_adjust(left=0.08, right=0.93, bottom=0.15, top=0.84 if title else 0.9, wspace=0.42)
     ax = axes[0]
     vmax = 1.0 if K >= 2 and E <= 16 else float(marg.max())
     im = ax.imshow(marg, aspect="auto", cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
@@ -232,20 +239,20 @@ def draw_expert_heatmap(stats, layer: int = 0, *, title: str | None = None, anno
                 for j in range(E):
                     if i != j:
                         v = C[i, j]
-                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7 if E <= 5 else 5.5,
                                 color="white" if v > 0.6 * cmax else _INK)
         fig.colorbar(im2, ax=ax, fraction=0.046, pad=0.03)
     else:
         order = np.argsort(-marg[layer])
         ax.bar(range(E), marg[layer][order], color=_PAL[0], width=1.0 if E > 32 else 0.8)
         ax.axhline(1 / E, color=_INK, lw=0.9, ls="--", label=f"balanced load 1/E = {1 / E:.3g}")
-        ax.set_title(f"layer {layer}, experts by popularity (Top-1: no pairs)")
+        ax.set_title(f"layer {layer}: experts by popularity (Top-1)")
         ax.set_xlabel("expert rank")
         ax.set_ylabel("$p_{\\ell,e}$")
         ax.legend(loc="upper right")
         ax.grid(True, alpha=0.3)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=0.985)
     source_note(fig, source or source_label(stats))
     return fig
 
@@ -330,7 +337,9 @@ def draw_skew_comparison(named_stats: dict, *, confidence: dict | None = None):
         ax.set_title(ylab, fontsize=8.5)
         ax.xaxis.set_major_locator(__import__("matplotlib").ticker.MaxNLocator(integer=True))
     s0 = next(iter(named_stats.values()))
+    axes[0].axhline(1.0, color="#999999", ls=":", lw=1)
     axes[1].axhline(s0.top_k / s0.num_experts, color="#999999", ls=":", lw=1)
+    axes[2].axhline(1.0, color="#999999", ls=":", lw=1)
     if confidence:
         axes[-1].axhline(s0.top_k / s0.num_experts, color="#999999", ls=":", lw=1)
     axes[0].legend(loc="lower left", fontsize=7)

@@ -226,8 +226,10 @@ def draw_routing_cases(cases=None):
     """
     from ..theory import routing_cases
     cases = routing_cases() if cases is None else cases
-    fig, axes = new_figure(1, len(cases), figsize=(2.25 * len(cases), 3.9))
-    axes = np.atleast_1d(axes)
+    ncols = 3
+    nrows = (len(cases) + 1 + ncols - 1) // ncols          # one extra panel: the call latencies
+    fig, axes = new_figure(nrows, ncols, figsize=(7.6, 3.55 * nrows))
+    axes = np.atleast_1d(axes).ravel()
     ci, cj = EXPERT_COLORS[0], EXPERT_COLORS[1]
     from ..latency import best_server
     n0 = int(best_server(cases[0].problem)[0])        # the server a cloud call goes through
@@ -272,16 +274,32 @@ def draw_routing_cases(cases=None):
             shift = -0.12 if lab == "i" else 0.12
             _arrow(ax, (x + shift + (sx - x) * 0.02, y + 0.45), (sx + shift, sy - 0.35), color=col, both=True,
                    lw=1.3)
-        ax.set_title(f"({chr(97 + k)}) {case.title}", fontsize=8)
+        ax.set_title(f"({chr(97 + k)}) {case.title}", fontsize=9)
         ti, tj = case.tau
         via = lambda w: f"cloud via server {n0 + 1}" if w == "cloud" else w  # noqa: E731
         ax.text(1.5, -0.12, f"$\\tau_i$ = {_fmt_ms(ti)} ({via(case.where[0])})\n"
-                f"$\\tau_j$ = {_fmt_ms(tj)} ({via(case.where[1])})", ha="center", va="top", fontsize=6.5)
-        ax.text(1.5, -1.0, f"$\\tau(\\ell,\\{{i,j\\}})$ = {_fmt_ms(case.latency)}", ha="center", va="top", fontsize=7.5, weight="bold",
+                f"$\\tau_j$ = {_fmt_ms(tj)} ({via(case.where[1])})", ha="center", va="top", fontsize=7.5)
+        ax.text(1.5, -1.0, f"$\\tau(\\ell,\\{{i,j\\}})$ = {_fmt_ms(case.latency)}", ha="center", va="top", fontsize=8.5, weight="bold",
                 gid=f"group-latency:{case.key}")
     prob = cases[0].problem
+    # the extra panel: the call latencies of the example, from the evaluator
+    from ..latency import call_latency
+    c = call_latency(prob)
+    for ax in axes[len(cases):]:
+        _blank(ax, (-0.1, 3.1), (-1.55, 4.55))
+    ax = axes[len(cases)]
+    d = prob.network.distance_m[0] if prob.network.distance_m is not None else None
+    lines = ["one call of an expert (evaluator):", "",
+             f"device:  $t^{{loc}}$ = {_fmt_ms(c.local[0])}",
+             f"server 1:  $t^{{edge}}_1$ = {_fmt_ms(c.edge[0, 0])}",
+             f"server 2:  $t^{{edge}}_2$ = {_fmt_ms(c.edge[0, 1])}",
+             f"cloud:  $t^{{cloud}}$ = {_fmt_ms(c.cloud[0])}", "",
+             "group: $\\tau(\\ell,\\{i,j\\}) = \\max(\\tau_i, \\tau_j)$"]
+    if d is not None:
+        lines.insert(1, f"(servers at {d[0]:.0f} m and {d[1]:.0f} m)")
+    ax.text(0.0, 3.9, "\n".join(lines), ha="left", va="top", fontsize=8, linespacing=1.7)
     source_note(fig, f"latencies: slimlib evaluator, {prob.models[0].name} expert, Table 1 parameters")
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.06, wspace=0.05)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.95, bottom=0.04, wspace=0.05, hspace=0.12)
     return fig
 
 

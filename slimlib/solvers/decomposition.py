@@ -63,6 +63,8 @@ ENUM_LIMIT = 2 ** 16
 MAX_UNITS = 2 ** 21
 #: Named server orders (besides an explicit list of server indices).
 ORDERS = ("capacity", "rate", "index")
+#: Models with at most this many experts per layer are enumerated for all layers at once.
+DENSE_MAX_EXPERTS = 10
 #: Group candidates tried per step by :func:`grow_heuristic`.
 HEURISTIC_GROUPS = 16
 
@@ -454,6 +456,67 @@ def grow_heuristic(terms: _Terms, cmax: int, groups_per_step: int = HEURISTIC_GR
     return h, sets, evaluated
 
 
+def _dense_gains(problem: Problem, u: int, tau_b, t_srv, cap: int) -> list:
+    """Exact ``h`` of every layer of model ``u`` at once, enumerating all subsets of all ``E`` experts.
+
+    The same enumeration as the per-layer path, vectorised over layers (used
+    when ``E <= DENSE_MAX_EXPERTS``, e.g. the MoE-LLaVA models with ``E = 4``).
+    """
+    mod = problem.models[u]
+    E, K, L = mod.num_experts, mod.top_k, mod.num_layers
+    w = problem.network.user_weight
+    lay, grp, bef, aft, wt = [], [], [], [], []
+    for m in problem.users_of(u):
+        s = problem.stats[m]
+        b = tau_b[m][s.group_layer[:, None], s.group_experts]
+        lay.append(s.group_layer)
+        grp.append(s.group_experts)
+        bef.append(b)
+        aft.append(np.minimum(b, t_srv[m]))
+        wt.append(w[m] * s.group_prob)
+    lay, grp, bef, aft, wt = map(np.concatenate, (lay, grp, bef, aft, wt))
+    bits = ((np.arange(2 ** K)[:, None] >> np.arange(K)) & 1).astype(bool)
+    val = np.where(bits[None], aft[:, None, :], bef[:, None, :]).max(axis=2)
+    tab = wt[:, None] * (bef.max(axis=1)[:, None] - val)                      # (T, 2^K)
+    key = lay * E ** K + (grp * E ** np.arange(K)).sum(axis=1)
+    uk, inv = np.unique(key, return_inverse=True)
+    agg = np.zeros((len(uk), 2 ** K))
+    np.add.at(agg, inv.ravel(), tab)
+    first = np.zeros(len(uk), np.int64)
+    first[inv.ravel()] = np.arange(len(key))
+    g_lay, g_exp = lay[first], grp[first]
+    masks = np.arange(2 ** E, dtype=np.int64)
+    pop = np.array([bin(x).count("1") for x in masks])
+    keep = pop <= cap
+    masks, pop = masks[keep], pop[keep]
+    b = np.zeros((len(masks), len(uk)), np.int64)
+    for k in range(K):
+        b |= ((masks[:, None] >> g_exp[None, :, k]) & 1) << k
+    vals = agg[np.arange(len(uk))[None, :], b]                                 # (S, T')
+    per_layer = np.zeros((len(masks), L))
+    for l in range(L):                                                         # sum of each layer's terms
+        per_layer[:, l] = vals[:, g_lay == l].sum(axis=1)
+    items = []
+    hs = np.zeros((cap + 1, L))
+    best = np.zeros((cap + 1, L), np.int64)
+    for c in range(cap + 1):
+        idx = np.flatnonzero(pop == c)
+        j = np.argmax(per_layer[idx], axis=0)
+        hs[c] = per_layer[idx[j], np.arange(L)]
+        best[c] = masks[idx[j]]
+    for l in range(L):
+        h = np.maximum.accumulate(np.maximum(hs[:, l], 0.0))
+        if not h[-1] > 0:
+            continue
+        sets = [np.flatnonzero((best[c, l] >> np.arange(E)) & 1) for c in range(cap + 1)]
+        for c in range(1, cap + 1):
+            if not h[c] > h[c - 1]:
+                sets[c] = sets[c - 1]
+        top = int(np.flatnonzero(h >= h[-1])[0])
+        items.append(LayerGain(u, l, mod.expert_bytes, h[:top + 1], sets[:top + 1], "enumeration", len(masks)))
+    return items
+
+
 def layer_gains(problem: Problem, placement: Placement, server: int, *, enum_limit: int = ENUM_LIMIT,
                 calls: CallLatency | None = None) -> list[LayerGain]:
     """``h_{u,l}(c)`` for every (model, layer) at the stage of ``server`` (chapter *Successive decomposition*, eq. (H)).
@@ -498,8 +561,11 @@ def layer_gains(problem: Problem, placement: Placement, server: int, *, enum_lim
                 if len(pos) == 0:
                     continue
                 h = np.concatenate([[0.0], np.cumsum(single[l][pos])])
-                items.append(LayerGain(u, l, s, h, [pos[:c].copy() for c in range(len(pos) + 1)], "top-c",
+                items.append(LayerGain(u, l, s, h, [pos[:c] for c in range(len(pos) + 1)], "top-c",
                                        mod.num_experts))
+            continue
+        if mod.num_experts <= DENSE_MAX_EXPERTS and _subset_count(mod.num_experts, cap) <= enum_limit:
+            items += _dense_gains(problem, u, tau_b, t_srv, cap)
             continue
         for l in range(mod.num_layers):
             terms = _Terms(*_layer_terms(problem, u, l, tau_b, t_srv), mod.top_k)
@@ -609,7 +675,7 @@ def combine_dp(h_list: Sequence, sizes_units: Sequence[int], capacity_units: int
         if w < 1:
             raise V.fail(f"sizes_units[{k}]", w, "must be >= 1")
         F, arg = maxplus_strided(F, h_list[k], w, Q + 1)
-        args.append(arg.astype(np.int32))
+        args.append(arg.astype(np.int16 if len(h_list[k]) < 2 ** 15 else np.int32))
         if keep_table:
             rows.append(F)
     counts = np.zeros(J, np.int64)
@@ -620,7 +686,7 @@ def combine_dp(h_list: Sequence, sizes_units: Sequence[int], capacity_units: int
         q -= c * int(sizes_units[k])
     value = float(F[Q]) if J else 0.0
     if keep_table:
-        return counts, value, np.array(rows), (np.array(args) if J else np.zeros((0, Q + 1), np.int32))
+        return counts, value, np.array(rows), (np.array(args, dtype=np.int32) if J else np.zeros((0, Q + 1), np.int32))
     return counts, value, None, None
 
 

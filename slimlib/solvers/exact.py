@@ -28,8 +28,11 @@ continuous ``w[m, G] >= tau_{m,c}`` for every ``c in G`` is minimised in
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import os
+import sys
 
 import numpy as np
 from scipy import sparse
@@ -46,8 +49,16 @@ __all__ = ["exact", "brute_force", "milp_model", "BRUTE_FORCE_LIMIT"]
 BRUTE_FORCE_LIMIT = 2_000_000
 
 
-def milp_model(problem: Problem):
+def milp_model(problem: Problem, formulation: str = "levels"):
     """Build the MILP of (P1) (see the module docstring).
+
+    Parameters
+    ----------
+    problem : Problem
+    formulation : {"levels", "shares"}
+        ``"shares"``: routing shares ``z`` (SPEC §3); ``"levels"``: threshold
+        variables per group (module docstring), the same optimum with a
+        tighter relaxation for ``K >= 2``.
 
     Returns
     -------
@@ -58,6 +69,8 @@ def milp_model(problem: Problem):
         (objective constant), ``scale`` (seconds per objective unit) and the
         ``PairModel``.
     """
+    if formulation not in ("levels", "shares"):
+        raise V.fail("formulation", formulation, "must be 'levels' or 'shares'")
     pm = PairModel(problem)
     w = problem.network.user_weight
     wsum = float(w.sum())
@@ -80,6 +93,8 @@ def milp_model(problem: Problem):
     P = len(xc)
     xid = -np.ones((C, N), np.int64)
     xid[xc, xn] = np.arange(P)
+    if formulation == "levels":
+        return _levels_model(pm, xid, xc, xn, P, scale, wsum, base)
     # z variables
     zq, zn = np.nonzero(helps)
     Z = len(zq)
@@ -145,9 +160,85 @@ def milp_model(problem: Problem):
                 base_s=base, pm=pm, num_binaries=P)
 
 
+def _levels_model(pm: PairModel, xid, xc, xn, P: int, scale: float, wsum: float, base: float) -> dict:
+    """The "levels" MILP: for every (user, group) and every latency level the group can reach, a
+    variable ``v <= 1`` that may be 1 only if every member is available at that level."""
+    C, N = pm.C, pm.N
+    rows, cols, vals, lo, hi = [], [], [], [], []
+    obj_v, ub_v = [], []
+    const = 0.0
+    r = 0
+    nv = 0
+    for gi in range(pm.num_groups):
+        m = int(pm.g_user[gi])
+        members = [int(c) for c in pm.g_cols[gi] if c < C]
+        bm = pm.cur0[m, members]
+        B = float(bm.max())
+        wg = float(pm.g_w[gi]) / wsum / scale
+        const += wg * B
+        t = pm.T[m]
+        levels = np.unique(np.concatenate([t[t < B], bm[bm < B]]))
+        if levels.size == 0:
+            continue
+        nxt = np.append(levels[1:], B)
+        for theta, up in zip(levels, nxt):
+            # v = 1 means: the group latency is at most theta (saves up - theta of the remaining latency)
+            need = []
+            ok = True
+            for c, bc in zip(members, bm):
+                if bc <= theta:
+                    continue
+                srv = [int(xid[c, n]) for n in np.flatnonzero(t <= theta) if xid[c, n] >= 0]
+                if not srv:
+                    ok = False
+                    break
+                need.append(srv)
+            if not ok:
+                continue
+            vid = P + nv
+            nv += 1
+            obj_v.append(-wg * (up - theta))
+            for srv in need:
+                rows.append(np.full(1 + len(srv), r)); cols.append(np.r_[vid, srv])
+                vals.append(np.r_[1.0, -np.ones(len(srv))])
+                lo.append(np.array([-np.inf])); hi.append(np.array([0.0]))
+                r += 1
+    smax = float(pm.col_bytes.max())
+    rows.append(r + xn); cols.append(np.arange(P)); vals.append(pm.col_bytes[xc] / smax)
+    lo.append(np.full(N, -np.inf)); hi.append(pm.cap / smax)
+    r += N
+    nvar = P + nv
+    A = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, nvar))
+    return dict(c=np.r_[np.zeros(P), obj_v], A=A, lb=np.concatenate(lo), ub=np.concatenate(hi),
+                integrality=np.r_[np.ones(P), np.zeros(nv)], bounds=Bounds(np.zeros(nvar), np.ones(nvar)),
+                xvars=np.stack([xc, xn], 1), const=const, scale=scale, base_s=base, pm=pm, num_binaries=P)
+
+
+@contextlib.contextmanager
+def _quiet_stdout(active: bool):
+    """Silence C-level prints to file descriptor 1 (HiGHS writes a few debug lines even with disp=False)."""
+    if not active:
+        yield
+        return
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 @register("exact")
 def exact(problem: Problem, *, time_limit: float | None = 600.0, mip_rel_gap: float = 1e-9,
-          disp: bool = False) -> Placement:
+          formulation: str = "levels", disp: bool = False) -> Placement:
     """Optimal placement by the MILP of (P1) solved with HiGHS (SPEC §3, "Exact reference").
 
     Parameters
@@ -158,6 +249,8 @@ def exact(problem: Problem, *, time_limit: float | None = 600.0, mip_rel_gap: fl
         placement found is returned and ``info["gap"] > 0``.
     mip_rel_gap : float
         Relative optimality gap at which HiGHS stops (default ``1e-9``).
+    formulation : {"levels", "shares"}
+        Which of the two equivalent MILPs of the module docstring to solve.
     disp : bool
         Print the HiGHS log.
 
@@ -172,15 +265,16 @@ def exact(problem: Problem, *, time_limit: float | None = 600.0, mip_rel_gap: fl
     opts = {"disp": bool(disp), "mip_rel_gap": V.number("mip_rel_gap", mip_rel_gap, nonneg=True)}
     if time_limit is not None:
         opts["time_limit"] = V.number("time_limit", time_limit, positive=True)
-    mm = milp_model(problem)
+    mm = milp_model(problem, formulation)
     pm, P = mm["pm"], mm["num_binaries"]
     x = np.zeros((pm.C, pm.N), bool)
-    info = dict(num_binaries=int(P), num_variables=int(len(mm["c"])), num_constraints=int(mm["A"].shape[0]))
+    info = dict(formulation=formulation, num_binaries=int(P), num_variables=int(len(mm["c"])), num_constraints=int(mm["A"].shape[0]))
     if len(mm["c"]) == 0 or P == 0:
         info.update(status="optimal", gap=0.0, objective_s=mm["base_s"], bound_s=mm["base_s"])
     else:
-        res = milp(mm["c"], constraints=LinearConstraint(mm["A"], mm["lb"], mm["ub"]),
-                   integrality=mm["integrality"], bounds=mm["bounds"], options=opts)
+        with _quiet_stdout(not disp):
+            res = milp(mm["c"], constraints=LinearConstraint(mm["A"], mm["lb"], mm["ub"]),
+                       integrality=mm["integrality"], bounds=mm["bounds"], options=opts)
         info["status"] = "optimal" if res.status == 0 else str(res.message)
         if res.x is not None:
             xv = res.x[:P] > 0.5

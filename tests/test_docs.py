@@ -1,0 +1,125 @@
+"""The reader-facing pieces that are not chapters' numbers: API reference, naming guide, packaging.
+
+* The API chapter documents every name of ``slimlib.__all__`` (through the
+  ``slimlib-api`` directive of :mod:`slimlib.sphinxext`, which adds any name
+  the chapter's sections do not list).
+* Every ``slimlib`` name the naming guide mentions exists.
+* A wheel built from the repository (what ``pip install "slimlib @ git+..."``
+  installs on Colab) carries every file of ``data/``, and ``slimlib.data_dir``
+  finds it in an installed (non-editable) copy.
+* The browser assets are copied into ``_vendor/`` with the files the site
+  configuration points at.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+import slimlib
+from slimlib import sphinxext
+from slimlib.instances import random_problem
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _api_listed_names() -> set[str]:
+    text = (ROOT / "chapters" / "api.md").read_text()
+    names = set()
+    for block in re.findall(r"```\{slimlib-api\}\n(.*?)```", text, re.S):
+        names |= {line.strip() for line in block.splitlines() if line.strip() and not line.startswith(":")}
+    return names
+
+
+def test_api_chapter_covers_every_public_name():
+    text = (ROOT / "chapters" / "api.md").read_text()
+    listed = _api_listed_names()
+    unknown = [n for n in listed if n.startswith("slimlib.") is False and n not in slimlib.__all__]
+    assert not unknown, f"api.md lists names that are not in slimlib.__all__: {unknown}"
+    # names the sections do not list are added by the `:rest:` directive, which must be there
+    assert re.search(r"```\{slimlib-api\}\n:rest:\n```", text)
+    assert re.search(r"```\{slimlib-api\}\n:summary:\n:rest:\n```", text)
+    assert re.search(r"```\{slimlib-api\}\n:modules:\n```", text)
+
+
+def test_every_public_name_has_a_docstring():
+    missing = [n for n in slimlib.__all__ if not (getattr(slimlib, n).__doc__ or "").strip()]
+    assert not missing
+
+
+def test_public_submodules_import_and_exclude_book_machinery():
+    mods = sphinxext.library_modules()
+    assert "slimlib.latency" in mods and "slimlib.widgets" in mods
+    assert "slimlib.sphinxext" not in mods and not any("._" in m for m in mods)
+
+
+def test_naming_guide_names_exist():
+    text = (ROOT / "chapters" / "naming.md").read_text()
+    problem = random_problem(0, num_users=2, num_servers=2)
+    placement = slimlib.Placement.empty(problem)
+    instances = {"MoEModel": problem.models[0], "ActivationStats": problem.stats[0], "Network": problem.network,
+                 "Problem": problem, "Placement": placement, "CallLatency": slimlib.call_latency(problem)}
+    checked = 0
+    for cls, attr in re.findall(r"`(MoEModel|ActivationStats|Network|Problem|Placement|CallLatency)\.(\w+)", text):
+        assert hasattr(instances[cls], attr), f"naming.md: {cls}.{attr} does not exist"
+        checked += 1
+    for ref in re.findall(r"\{(?:func|class|mod)\}`(slimlib[\w.]*)`", text):
+        parts = ref.split(".")
+        obj = __import__(parts[0])
+        for i, p in enumerate(parts[1:], 1):
+            if not hasattr(obj, p):
+                obj = __import__(".".join(parts[:i + 1]), fromlist=["x"])
+            else:
+                obj = getattr(obj, p)
+        checked += 1
+    methods = set(slimlib.methods())
+    for name in re.findall(r'method="([\w-]+)"', text) + re.findall(r'`"([\w-]+)"`', text):
+        assert name in methods, f"naming.md: method {name!r} is not registered"
+    assert checked > 40
+
+
+def test_config_points_at_the_vendored_assets(tmp_path):
+    if not (sphinxext.node_modules_dir() / "mathjax").is_dir():
+        pytest.skip("npm packages not installed (make book / make test run `npm ci` first)")
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    copied = sphinxext.copy_assets(sphinxext.node_modules_dir(), tmp_path)
+    rel = {p.relative_to(tmp_path).as_posix() for p in copied}
+    for path in [cfg["mathjax_path"], *cfg["nb_ipywidgets_js"]]:
+        assert path.startswith("../_vendor/"), path          # relative to _static/, outside it
+        assert path[3:] in rel, f"{path} is not among the copied assets"
+    assert any(p.startswith("_vendor/mathjax/output/chtml/fonts/") for p in rel)
+    assert any(p.startswith("_vendor/mathjax/input/tex/extensions/") for p in rel)
+    assert not any(p.endswith(".map") for p in rel)
+    assert "slimlib.sphinxext" in yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["extra_extensions"]
+
+
+def test_wheel_ships_the_data_folder_and_data_dir_finds_it(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "slimlib", src / "slimlib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data", src / "data")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("slimlib-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    data_files = [p.relative_to(ROOT / "data").as_posix() for p in (ROOT / "data").rglob("*.json")]
+    assert data_files and all(f"slimlib/_data/{f}" in names for f in data_files)
+    # install = unpack: the installed package finds its data without the repository
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = ("import slimlib, sys; d = slimlib.data_dir(); print(d); "
+            "print(len(slimlib.model_card_names())); print(slimlib.load_parameters().bandwidth_hz)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"},
+                         cwd=tmp_path).stdout.split()
+    assert out[0] == str(site / "slimlib" / "_data")
+    assert int(out[1]) == len(list((ROOT / "data" / "models").glob("*.json")))
+    assert float(out[2]) == slimlib.load_parameters().bandwidth_hz

@@ -77,6 +77,14 @@ __all__ = ["collect", "main_collect", "read_prompts", "byte_tokenizer", "find_ro
 SOURCES = ("measured", "measured-tiny", "synthetic")
 
 
+def _show_progress(progress) -> bool:
+    """``progress`` if given, else only when stderr is a terminal (not in notebooks or logs)."""
+    if progress is not None:
+        return bool(progress)
+    import sys
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 # -- Top-K gating from scratch (chapter section "Top-K gating") --------------------------------
 def topk_gating(x, weight, k: int, normalize: bool = True):
     """Top-``K`` softmax gating of a token batch — the router of an MoE layer, from scratch.
@@ -527,7 +535,7 @@ def collect(model, prompts, *, tokenizer=None, field: str = "text", batch_size: 
     nb = math.ceil(len(prompt_list) / batch_size)
     try:
         with torch.no_grad():
-            for b in tqdm(range(nb), desc="collect", unit="batch", disable=(None if progress is None else not progress)):
+            for b in tqdm(range(nb), desc="collect", unit="batch", disable=not _show_progress(progress)):
                 if max_tokens is not None and total >= max_tokens:
                     break
                 batch = prompt_list[b * batch_size:(b + 1) * batch_size]

@@ -17,7 +17,10 @@ column of every table and is written on every figure.
 
 Determinism: the same parameters and seeds give the same table (every column
 except ``runtime_s``, a wall-clock measurement) and, for figures that do not
-plot run time, the same PNG bytes (:func:`slimlib.plotting.savefig`).
+plot run time, the same PNG bytes (:func:`slimlib.plotting.savefig`).  One
+exception: a MILP run stopped by its time limit (``status="time limit"``)
+returns what HiGHS had found by then, which depends on the machine's speed;
+such runs are not drawn as optima (only their lower bound is).
 """
 from __future__ import annotations
 

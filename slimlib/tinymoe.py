@@ -166,6 +166,8 @@ def train(steps: int = DEFAULT_STEPS, *, seed: int = 0, batch_size: int = 16, se
 
     import torch
     from tqdm.auto import tqdm
+
+    from .activations import _show_progress
     steps = V.number("steps", steps, integer=True, nonneg=True)
     data = np.frombuffer(stdlib_text(TRAIN_MODULES), dtype=np.uint8)
     model = init_model(seed) if model is None else model
@@ -179,7 +181,7 @@ def train(steps: int = DEFAULT_STEPS, *, seed: int = 0, batch_size: int = 16, se
     model.train()
     t0 = time.perf_counter()
     with _threads(threads):
-        for s in tqdm(range(steps), desc="train tiny MoE", disable=(None if progress is None else not progress)):
+        for s in tqdm(range(steps), desc="train tiny MoE", disable=not _show_progress(progress)):
             x = torch.from_numpy(np.stack([data[a:a + seq_len] for a in starts[s]]).astype(np.int64))
             out = model(input_ids=x, labels=x, output_router_logits=True)
             opt.zero_grad(set_to_none=True)

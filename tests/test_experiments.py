@@ -158,7 +158,17 @@ def test_fig6(fig6):
     for r in opt:   # the MILP optimum is a lower bound of every method
         for q in fig6.where(panel=r["panel"], value=r["value"], seed=r["seed"]):
             assert r["latency_s"] <= q["latency_s"] * (1 + 1e-6)
-    P.draw_fig6(fig6)
+    rel = P._relative(fig6, "latency_s", "greedy")
+    assert all(r["latency_s"] == 1.0 for r in rel.where(method="greedy"))
+    r0 = fig6.where(method="none", value=0.1, seed=0)[0]["latency_s"]
+    g0 = fig6.where(method="greedy", value=0.1, seed=0)[0]["latency_s"]
+    assert rel.where(method="none", value=0.1, seed=0)[0]["latency_s"] == pytest.approx(r0 / g0)
+    fig = P.draw_fig6(fig6)
+    assert len([a for a in fig.axes if a.get_title() == "Switch-base-8"]) == 1 and len(fig.axes) == 2
+    P.redraw(fig6, panel="switch-base-8", seed=1)
+    P.redraw(fig6, view="relative to greedy")
+    with pytest.raises(ValueError, match="view"):
+        P.redraw(fig6, view="sideways")
 
 
 def test_fig7():

@@ -125,6 +125,27 @@ def _note(fig, table):
     source_note(fig, figure_note(table))
 
 
+def _draw_axes(ax, table, pan, methods, y, scale, band, exact_as_points, hlines=()):
+    """One panel: a line (mean over seeds, ±1 std band) per method, MILP optima/bounds, reference lines."""
+    for m in methods:
+        exact = m in ("exact", "brute-force")
+        xs, mu, sd = _series(table, pan, m, y, complete_only=exact and exact_as_points, optimal_only=exact_as_points)
+        if xs.size == 0:
+            continue
+        st = method_style(m)
+        if exact and exact_as_points:
+            st = dict(st, linestyle="none", markersize=8)
+        line, = ax.plot(xs, mu * scale, **st)
+        if band and len(table.unique("seed")) > 1 and not exact:
+            ax.fill_between(xs, (mu - sd) * scale, (mu + sd) * scale, color=line.get_color(), alpha=0.12, linewidth=0)
+    if "exact" in methods and y == "latency_s" and exact_as_points:
+        xs, lb = _bound_series(table, pan)
+        if xs.size:
+            ax.plot(xs, lb * scale, **_BOUND_STYLE)
+    for yv, lab in hlines:
+        ax.axhline(yv * scale, color="#000000", linewidth=0.8, linestyle=":", alpha=0.7, label=lab)
+
+
 def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = None,
                panels: Sequence | None = None, ncols: int | None = None, scale: float = 1e3,
                xlabel=None, ylabel: str | None = None, title: str | None = None, logx: bool = False,
@@ -169,25 +190,7 @@ def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = N
     flat = list(axes.flat)
     xlabel = xlabel if xlabel is not None else table.meta.get("xlabel", "")
     for ax, pan in zip(flat, panels):
-        for m in methods:
-            exact = m in ("exact", "brute-force")
-            xs, mu, sd = _series(table, pan, m, y, complete_only=exact and exact_as_points,
-                                 optimal_only=exact_as_points)
-            if xs.size == 0:
-                continue
-            st = method_style(m)
-            if exact and exact_as_points:
-                st = dict(st, linestyle="none", markersize=8)
-            line, = ax.plot(xs, mu * scale, **st)
-            if band and len(table.unique("seed")) > 1 and m not in ("exact", "brute-force"):
-                ax.fill_between(xs, (mu - sd) * scale, (mu + sd) * scale, color=line.get_color(), alpha=0.12,
-                                linewidth=0)
-        if "exact" in methods and y == "latency_s" and exact_as_points:
-            xs, lb = _bound_series(table, pan)
-            if xs.size:
-                ax.plot(xs, lb * scale, **_BOUND_STYLE)
-        for yv, lab in hlines:
-            ax.axhline(yv * scale, color="#000000", linewidth=0.8, linestyle=":", alpha=0.7, label=lab)
+        _draw_axes(ax, table, pan, methods, y, scale, band, exact_as_points, hlines)
         ax.set_title(_label(pan))
         ax.set_xlabel(xlabel.get(pan, "") if isinstance(xlabel, dict) else xlabel)
         if logx:
@@ -213,14 +216,52 @@ def draw_fig1(table, *, methods: Sequence[str] = ("slimcaching", "u-shaped", "no
                       legend_ncol=3, **kw)
 
 
+#: Methods left out of the relative rows (far above the others, they would flatten the plot).
+_WEAK = ("none", "random", "popularity")
+
+
+def draw_storage(table, reference: str, *, relative_row: bool = True, weak: Sequence[str] = _WEAK, **kw):
+    """Latency vs edge storage (Figures 6 and 7): absolute latency, and a second row relative to ``reference``.
+
+    The second row shows every method's latency as a percentage of
+    ``reference``'s on the same instance (mean over the seeds), without the
+    methods in ``weak`` (default: no caching, random, popularity), so that
+    differences of a few per cent between the strong methods become visible.  With
+    ``relative_row=False`` (or ``relative_to=...``, or a missing reference)
+    this is :func:`draw_sweep`.
+    """
+    if not relative_row or "relative_to" in kw or reference not in table.unique("method"):
+        return draw_sweep(table, y="latency_s", ylabel=kw.pop("ylabel", "average latency (ms/token)"), **kw)
+    panels = list(kw.pop("panels", None) or table.unique("panel"))
+    methods = [m for m in (kw.pop("methods", None) or table.unique("method")) if m in table.unique("method")]
+    n = len(panels)
+    fig, axes = new_figure(2, n, figsize=kw.pop("figsize", None) or (max(6.6, 3.4 * n + 0.4), 6.2), squeeze=False,
+                           layout="constrained", sharex="col")
+    rel = _relative(table, "latency_s", reference)
+    xlabel = table.meta.get("xlabel", "")
+    for j, pan in enumerate(panels):
+        _draw_axes(axes[0, j], table, pan, methods, "latency_s", 1e3, True, True)
+        _draw_axes(axes[1, j], rel, pan, [m for m in methods if m not in weak], "latency_s", 100.0, True, True)
+        axes[0, j].set_title(_label(pan))
+        axes[1, j].set_xlabel(xlabel)
+    axes[0, 0].set_ylabel("average latency (ms/token)")
+    from ..experiments import short_name
+    axes[1, 0].set_ylabel(f"relative to {short_name(reference)} (%)")
+    _legend(fig, list(axes[0]), 4 if n > 2 else 2)
+    _note(fig, table)
+    return fig
+
+
 def draw_fig6(table, **kw):
-    """Figure 6: average latency (ms per token) vs edge storage per server, K = 1."""
-    return draw_sweep(table, y="latency_s", ylabel="average latency (ms/token)", **kw)
+    """Figure 6: average latency (ms per token) vs edge storage per server, K = 1; second row relative to greedy."""
+    return draw_storage(table, "greedy", **kw)
 
 
 def draw_fig7(table, **kw):
-    """Figure 7: average latency (ms per token) vs edge storage per server, K = 2."""
-    return draw_sweep(table, y="latency_s", ylabel="average latency (ms/token)", **kw)
+    """Figure 7: average latency (ms per token) vs edge storage per server, K = 2; second row relative to the
+    decomposition."""
+    kw.setdefault("weak", _WEAK + ("greedy",))
+    return draw_storage(table, "decomposition", **kw)
 
 
 def draw_fig8(table, **kw):
@@ -381,7 +422,8 @@ def redraw(table, *, panel="all", seed="all", methods="all", view: str = "absolu
             raise ValueError(f"view: must be 'absolute' or 'relative to <method>' (got {view!r})")
         kw["relative_to"] = view[len("relative to "):]
         if methods == "all":
-            rows = [r for r in rows if r["method"] not in ("none", "random", "popularity")]
+            weak = _WEAK + (("greedy",) if table.meta.get("figure") == "fig7" else ())
+            rows = [r for r in rows if r["method"] not in weak]
     sub = ResultTable(rows, table.meta)
     fig = globals()[_DRAW[table.meta["figure"]]](sub, **kw)
     return fig

@@ -7,24 +7,43 @@ placement of tiny instances and serves as an independent check of the MILP.
 
 The MILP
 --------
-Binary ``x[n, c]`` (server ``n`` caches column ``c = (u, l, e)``).  For every
-user ``m`` and column ``c`` it may call, let ``b_{m,c} = min(local if cached on
-the device, cloud)`` be the latency without edge caching, and ``S_{m,c}`` the
-servers that are faster (``t_{m,n} < b_{m,c}``).  Routing shares
-``z[m, c, n] in [0, 1]`` for ``n in S_{m,c}``, with
+Binary ``x[n, c]`` (server ``n`` caches column ``c = (u, l, e)``); knapsacks
+``sum_c s_c x[n, c] <= Q_n``.  For every user ``m`` and column ``c`` it may
+call, ``b_{m,c} = min(local if cached on the device, cloud)`` is the latency
+without edge caching.  Pairs that help no user (``t_{m,n} >= b_{m,c}`` for all
+of them) or do not fit alone are fixed to 0.  Two equivalent formulations of
+the latency (option ``formulation``):
 
-.. math::
+``"shares"`` (SPEC §3)
+    Routing shares ``z[m, c, n] in [0, 1]`` for the servers faster than
+    ``b_{m,c}``, with
 
-    z_{m,c,n} \\le x_{n,c}, \\qquad \\sum_{n} z_{m,c,n} \\le 1, \\qquad
-    \\tau_{m,c} = b_{m,c} - \\sum_n (b_{m,c} - t_{m,n})\\, z_{m,c,n}.
+    .. math::
 
-This is SPEC §3's formulation (shares over device/servers/cloud summing to 1)
-with the share of the base location eliminated (``z_base = 1 - sum_n z``) and
-the servers that cannot help dropped.  For ``K = 1`` the objective is
-``sum_m w_m sum_c p_{m,c} tau_{m,c} / sum_m w_m``; for Top-``K`` groups a
-continuous ``w[m, G] >= tau_{m,c}`` for every ``c in G`` is minimised in
-``sum_m w_m sum_G P_m(G) w[m, G] / sum_m w_m``.  Knapsacks: ``sum_c s_c x[n, c]
-<= Q_n``.  Pairs that cannot help any user, or do not fit alone, are fixed to 0.
+        z_{m,c,n} \\le x_{n,c}, \\qquad \\sum_{n} z_{m,c,n} \\le 1, \\qquad
+        \\tau_{m,c} = b_{m,c} - \\sum_n (b_{m,c} - t_{m,n})\\, z_{m,c,n}
+
+    (SPEC's shares over device/servers/cloud summing to 1, with the share of
+    the base location eliminated).  For ``K = 1`` the objective is
+    ``sum_m w_m sum_c p_{m,c} tau_{m,c} / sum_m w_m``; for Top-``K`` groups a
+    continuous ``w[m, G] >= tau_{m,c}`` for every ``c in G`` is minimised in
+    ``sum_m w_m sum_G P_m(G) w[m, G] / sum_m w_m``.
+``"levels"`` (default)
+    For every (user, group ``G``) let ``B_G = max_{c in G} b_{m,c}`` and
+    ``theta_1 < ... < theta_r`` the latencies below ``B_G`` the group can reach
+    (edge latencies ``t_{m,n}`` and members' ``b_{m,c}``), ``theta_{r+1} = B_G``.
+    A continuous ``v[G, j] in [0, 1]`` may be 1 only if every member is
+    available within ``theta_j``:
+    ``v[G, j] <= sum_{n : t_{m,n} <= theta_j} x[n, c]`` for each member ``c``
+    with ``b_{m,c} > theta_j``.  The group latency is
+    ``B_G - sum_j (theta_{j+1} - theta_j) v[G, j]``.  With integral ``x`` both
+    formulations give the evaluator's latency; the levels relaxation is at
+    least as tight (it takes the minimum over members level by level), which
+    makes HiGHS much faster for ``K >= 2`` (MoE-LLaVA, 4 users, 2 servers:
+    0.3 s instead of 2 s; 6 users, 3 servers: proved optimal in 23 s, where
+    the shares model still had a gap after 60 s).
+
+Tests compare both with ``"brute-force"``.
 """
 from __future__ import annotations
 
@@ -258,9 +277,12 @@ def exact(problem: Problem, *, time_limit: float | None = 600.0, mip_rel_gap: fl
     -------
     Placement
         ``info``: ``objective_s`` (average latency of the returned placement
-        per the MILP, s), ``bound_s`` (HiGHS' lower bound on the optimum, s),
-        ``gap`` (relative, HiGHS' ``mip_gap``), ``status`` (``"optimal"`` or the
-        HiGHS message), ``num_binaries``, ``num_variables``, ``num_constraints``.
+        per the MILP, s), ``bound_s`` (HiGHS' lower bound on the optimal average
+        latency, s), ``gap`` (relative gap on the latency reduction:
+        ``(R_bound - R) / R``, 0 when proved optimal), ``highs_gap`` (HiGHS' own
+        ``mip_gap``), ``status`` (``"optimal"`` or the HiGHS message),
+        ``optimal`` (bool), ``formulation``, ``num_binaries``, ``num_variables``,
+        ``num_constraints``.
     """
     opts = {"disp": bool(disp), "mip_rel_gap": V.number("mip_rel_gap", mip_rel_gap, nonneg=True)}
     if time_limit is not None:
@@ -279,11 +301,16 @@ def exact(problem: Problem, *, time_limit: float | None = 600.0, mip_rel_gap: fl
         if res.x is not None:
             xv = res.x[:P] > 0.5
             x[mm["xvars"][xv, 0], mm["xvars"][xv, 1]] = True
-            info["gap"] = float(getattr(res, "mip_gap", 0.0) or 0.0)
-            bound = getattr(res, "mip_dual_bound", None)
-            if bound is not None and np.isfinite(bound):
-                info["bound_s"] = (float(bound) + mm["const"]) * mm["scale"]
+            info["highs_gap"] = float(getattr(res, "mip_gap", 0.0) or 0.0)
             info["objective_s"] = (float(res.fun) + mm["const"]) * mm["scale"]
+            bound = getattr(res, "mip_dual_bound", None)
+            bound_s = (float(bound) + mm["const"]) * mm["scale"] if bound is not None and np.isfinite(bound) \
+                else (info["objective_s"] if res.status == 0 else -np.inf)
+            info["bound_s"] = min(bound_s, info["objective_s"])
+            # gap on the reduction R (what ratios to the optimum are measured in)
+            r_inc = mm["base_s"] - info["objective_s"]
+            r_bound = mm["base_s"] - info["bound_s"]
+            info["gap"] = 0.0 if r_bound - r_inc <= 0 else float((r_bound - r_inc) / max(r_inc, 1e-300))
         else:
             info["gap"] = float("inf")
     # rounding safety (never seen in practice): drop cached pairs until every server fits

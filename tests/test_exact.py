@@ -14,16 +14,18 @@ from slimlib.solvers.greedy import k2_counterexample
 from conftest import tiny_problems
 
 
-def _agree(p):
-    ex = slimlib.solve(p, "exact")
+def _agree(p, formulations=("levels", "shares")):
     bf = slimlib.solve(p, "brute-force")
-    la, lb = slimlib.average_latency(p, ex), slimlib.average_latency(p, bf)
-    assert ex.info["optimal"] and ex.info["status"] == "optimal"
+    lb = slimlib.average_latency(p, bf)
     assert lb == pytest.approx(bf.info["objective_s"], rel=1e-12)
-    assert la == pytest.approx(ex.info["objective_s"], rel=1e-7)
-    assert lb <= la * (1 + 1e-12)                 # brute force is a true optimum
-    assert la <= lb * (1 + 1e-9)                  # and the MILP reaches it
-    return la, lb
+    for f in formulations:
+        ex = slimlib.solve(p, "exact", formulation=f)
+        la = slimlib.average_latency(p, ex)
+        assert ex.info["optimal"] and ex.info["status"] == "optimal" and ex.info["gap"] <= 1e-6
+        assert la == pytest.approx(ex.info["objective_s"], rel=1e-7)
+        assert ex.info["bound_s"] <= la * (1 + 1e-7)
+        assert lb <= la * (1 + 1e-12)                 # brute force is a true optimum
+        assert la <= lb * (1 + 1e-9), f               # and the MILP reaches it
 
 
 # 3 x 70 = 210 tiny random problems, K = 1, 2, 3
@@ -81,8 +83,8 @@ def test_k2_counterexample_optimum():
 def test_info_and_bounds():
     p = random_problem(5, num_users=3, num_servers=3, num_layers=2, num_experts=4, top_k=2, weights=True)
     ex = slimlib.solve(p, "exact")
-    for k in ("objective_s", "bound_s", "gap", "status", "num_binaries", "num_variables", "num_constraints",
-              "runtime_s"):
+    for k in ("objective_s", "bound_s", "gap", "status", "optimal", "formulation", "num_binaries", "num_variables",
+              "num_constraints", "runtime_s"):
         assert k in ex.info
     assert ex.info["bound_s"] <= ex.info["objective_s"] * (1 + 1e-9)
     assert ex.info["gap"] <= 1e-6
@@ -95,15 +97,17 @@ def test_time_limit_returns_feasible_with_gap():
     assert "gap" in ex.info and ex.info["gap"] >= 0
     if not ex.info["optimal"]:
         assert ex.info["status"] != "optimal"
+        assert ex.info["bound_s"] <= slimlib.average_latency(p, ex) * (1 + 1e-9)
 
 
 def test_milp_model_shapes_and_pruning():
     """Pairs that help nobody are not variables; zero-capacity servers have none."""
     p = random_problem(2, num_users=2, num_servers=2, num_layers=2, num_experts=3)
     p = p.replace(network=p.network.replace(server_capacity_bytes=[0.0, 2e6]))
-    mm = milp_model(p)
-    assert (mm["xvars"][:, 1] == 1).all()
-    assert mm["A"].shape == (len(mm["lb"]), len(mm["c"]))
+    for f in ("levels", "shares"):
+        mm = milp_model(p, f)
+        assert (mm["xvars"][:, 1] == 1).all()
+        assert mm["A"].shape == (len(mm["lb"]), len(mm["c"]))
     ex = slimlib.solve(p, "exact")
     assert not ex.server[0][0].any()
 
@@ -124,7 +128,8 @@ def test_brute_force_refuses_large():
         slimlib.solve(random_problem(0), "brute-force", limit=0)
 
 
-@pytest.mark.parametrize("opts", [dict(time_limit=-1), dict(time_limit="fast"), dict(mip_rel_gap=-0.1), dict(gap=1)])
+@pytest.mark.parametrize("opts", [dict(time_limit=-1), dict(time_limit="fast"), dict(mip_rel_gap=-0.1), dict(gap=1),
+                                  dict(formulation="tight")])
 def test_bad_options(opts):
     with pytest.raises(ValueError):
         slimlib.solve(random_problem(0), "exact", **opts)

@@ -54,8 +54,8 @@ from ..problem import Placement, Problem
 from . import register
 
 __all__ = ["LayerGain", "StageResult", "server_order", "stage_latency", "layer_gains", "grow_heuristic",
-           "dp_unit", "combine_dp", "combine_accelerated", "solve_stage", "decomposition", "accelerated",
-           "stage_comparison", "ENUM_LIMIT", "MAX_UNITS", "ORDERS"]
+           "dp_unit", "combine_dp", "combine_accelerated", "solve_stage", "fill_free_storage", "decomposition", "accelerated",
+           "stage_comparison", "exhaustive_stage", "ENUM_LIMIT", "MAX_UNITS", "ORDERS"]
 
 #: Default largest number of subsets enumerated per (model, layer) and stage.
 ENUM_LIMIT = 2 ** 16
@@ -518,7 +518,7 @@ def _dense_gains(problem: Problem, u: int, tau_b, t_srv, cap: int) -> list:
 
 
 def layer_gains(problem: Problem, placement: Placement, server: int, *, enum_limit: int = ENUM_LIMIT,
-                calls: CallLatency | None = None) -> list[LayerGain]:
+                calls: CallLatency | None = None, _lat=None) -> list[LayerGain]:
     """``h_{u,l}(c)`` for every (model, layer) at the stage of ``server`` (chapter *Successive decomposition*, eq. (H)).
 
     Parameters
@@ -539,7 +539,7 @@ def layer_gains(problem: Problem, placement: Placement, server: int, *, enum_lim
     list of LayerGain
         Only layers with a positive gain for some ``c``.
     """
-    tau_b, t_srv = stage_latency(problem, placement, server, calls)
+    tau_b, t_srv = stage_latency(problem, placement, server, calls) if _lat is None else _lat
     Q = float(problem.network.server_capacity_bytes[server])
     items = []
     w = problem.network.user_weight
@@ -845,8 +845,8 @@ def combine_accelerated(h_list: Sequence, sizes_bytes: Sequence[float], capacity
 
 # -- one stage ------------------------------------------------------------------------------
 def solve_stage(problem: Problem, placement: Placement, server: int, *, combine: str = "dp", eps: float = 0.05,
-                enum_limit: int = ENUM_LIMIT, unit=None, max_units: int = MAX_UNITS, keep_table: bool = False,
-                calls: CallLatency | None = None) -> StageResult:
+                enum_limit: int = ENUM_LIMIT, unit=None, max_units: int = MAX_UNITS, fill: bool = True,
+                keep_table: bool = False, calls: CallLatency | None = None) -> StageResult:
     """Best cache of ``server`` given every other server's cache (one stage of Algorithm 2 or 3).
 
     Parameters
@@ -864,6 +864,11 @@ def solve_stage(problem: Problem, placement: Placement, server: int, *, combine:
         See :func:`layer_gains`.
     unit, max_units
         See :func:`dp_unit` (``"dp"`` only).
+    fill : bool
+        Tie-breaking among the maximisers: storage the chosen cache leaves
+        free is filled by :func:`fill_free_storage` (it never lowers the stage
+        value; it gives later stages partners to complete).  ``False`` leaves
+        it empty.
     keep_table : bool
         Keep the DP table (for figures).
     calls : CallLatency, optional
@@ -877,7 +882,8 @@ def solve_stage(problem: Problem, placement: Placement, server: int, *, combine:
     n = V.number("server", server, integer=True, nonneg=True, maximum=problem.num_servers - 1)
     enum_limit = V.number("enum_limit", enum_limit, integer=True, nonneg=True)
     t0 = time.perf_counter()
-    items = layer_gains(problem, placement, n, enum_limit=enum_limit, calls=calls)
+    lat = stage_latency(problem, placement, n, calls)
+    items = layer_gains(problem, placement, n, enum_limit=enum_limit, calls=calls, _lat=lat)
     t1 = time.perf_counter()
     Q = float(problem.network.server_capacity_bytes[n])
     sizes = np.array([it.size_bytes for it in items])
@@ -900,13 +906,86 @@ def solve_stage(problem: Problem, placement: Placement, server: int, *, combine:
     cache = [np.zeros((m.num_layers, m.num_experts), bool) for m in problem.models]
     for it, c in zip(items, counts):
         cache[it.model][it.layer, it.sets[int(c)]] = True
+    info["filled"] = fill_free_storage(problem, cache, *lat, Q) if fill else 0
     exact = bool(exact and all(it.exact for it in items))
     return StageResult(n, Q, items, counts, float(value), cache, combine, exact, info, table, choice)
 
 
+def fill_free_storage(problem: Problem, cache: list, tau_before: list, t_server: np.ndarray,
+                      capacity_bytes: float) -> int:
+    r"""Fill the storage a stage leaves free (tie-breaking rule of Algorithms 2 and 3).
+
+    Chapter *Successive decomposition*, "Ties and free storage".  With
+    ``K >= 2`` an expert can be worth nothing to this stage (its partners are
+    still far away) yet everything to a later stage that caches the partners.
+    Since ``R`` is monotone, caching more never hurts: the free storage is
+    filled with the uncached experts of largest *completion score per byte*.
+    With ``tau`` the latencies given the other servers and the chosen cache,
+    and ``d_e = (tau(m, l, e) - t_{m,n})^+`` how much this server would speed
+    expert ``e`` up, the score of ``e`` shares the gain of completing each of
+    its groups among the group's experts in proportion to ``d``:
+
+    .. math::  o_{u,\ell,e} = \frac{1}{s_u} \sum_{m: u(m) = u} w_m \sum_{G \ni e}
+               P_{m,\ell}(G)\, \Big(\max_{e' \in G} \tau - \max_{e' \in G} \min(\tau, t_{m,n})\Big)
+               \frac{d_e}{\sum_{e' \in G} d_{e'}}.
+
+    For ``K = 1`` this is the exact single gain.  Experts with ``o = 0`` are
+    never added.
+
+    Parameters
+    ----------
+    problem : Problem
+    cache : list of ndarray of bool
+        Per model ``(L, E)``; modified in place.
+    tau_before, t_server
+        From :func:`stage_latency`.
+    capacity_bytes : float
+
+    Returns
+    -------
+    int
+        Experts added.
+    """
+    used = sum(int(c.sum()) * m.expert_bytes for c, m in zip(cache, problem.models))
+    room = capacity_bytes * (1 + 1e-12) - used
+    w = problem.network.user_weight
+    cand = []
+    for u, mod in enumerate(problem.models):
+        if room < mod.expert_bytes:
+            continue
+        users = problem.users_of(u)
+        if len(users) == 0:
+            continue
+        o = np.zeros((mod.num_layers, mod.num_experts))
+        for m in users:
+            st = problem.stats[m]
+            t = t_server[m]
+            tau = np.where(cache[u], np.minimum(tau_before[m], t), tau_before[m])
+            b = tau[st.group_layer[:, None], st.group_experts]               # (G, K)
+            a = np.minimum(b, t)
+            need = b > a
+            gain = w[m] * st.group_prob * (b.max(axis=1) - a.max(axis=1))
+            d = b - a                                                       # (G, K), > 0 exactly on need
+            share = gain[:, None] * d / np.maximum(d.sum(axis=1, keepdims=True), 1e-300)
+            for k in range(mod.top_k):
+                np.add.at(o, (st.group_layer, st.group_experts[:, k]), share[:, k])
+        o[cache[u]] = 0.0
+        l, e = np.nonzero(o > 0)
+        cand += [(o[a_, b_] / mod.expert_bytes, u, int(a_), int(b_)) for a_, b_ in zip(l, e)]
+    cand.sort(key=lambda t: -t[0])
+    added = 0
+    for _, u, l, e in cand:
+        s = problem.models[u].expert_bytes
+        if s <= room:
+            cache[u][l, e] = True
+            room -= s
+            added += 1
+    return added
+
+
 # -- the algorithms -----------------------------------------------------------------------
 def _successive(problem: Problem, combine: str, *, order, passes, enum_limit, unit=None, max_units=MAX_UNITS,
-                eps=0.05, method: str) -> Placement:
+                eps=0.05, fill=True, method: str) -> Placement:
     passes = V.number("passes", passes, integer=True, positive=True)
     seq = server_order(problem, order)
     placement = Placement.empty(problem, method=method)
@@ -916,7 +995,7 @@ def _successive(problem: Problem, combine: str, *, order, passes, enum_limit, un
         changed = False
         for n in seq:
             st = solve_stage(problem, placement, n, combine=combine, eps=eps, enum_limit=enum_limit, unit=unit,
-                             max_units=max_units, calls=calls)
+                             max_units=max_units, fill=fill, calls=calls)
             if p > 0:
                 # a later pass replaces server n's cache only if the stage found something better
                 old = latency_reduction(problem, placement)
@@ -943,7 +1022,7 @@ def _successive(problem: Problem, combine: str, *, order, passes, enum_limit, un
 
 @register("decomposition")
 def decomposition(problem: Problem, *, order="capacity", passes: int = 1, enum_limit: int = ENUM_LIMIT,
-                  unit=None, max_units: int = MAX_UNITS) -> Placement:
+                  unit=None, max_units: int = MAX_UNITS, fill: bool = True) -> Placement:
     """Algorithm 2: successive decomposition over servers, each stage solved by a DP (chapter *Successive decomposition*).
 
     Parameters
@@ -965,6 +1044,9 @@ def decomposition(problem: Problem, *, order="capacity", passes: int = 1, enum_l
         every expert size is a multiple of it).
     max_units : int
         Largest DP capacity in units.
+    fill : bool
+        Fill the storage a stage leaves free (:func:`fill_free_storage`;
+        default ``True``).
 
     Returns
     -------
@@ -974,12 +1056,12 @@ def decomposition(problem: Problem, *, order="capacity", passes: int = 1, enum_l
         optimal), ``passes``.
     """
     return _successive(problem, "dp", order=order, passes=passes, enum_limit=enum_limit, unit=unit,
-                       max_units=max_units, method="decomposition")
+                       max_units=max_units, fill=fill, method="decomposition")
 
 
 @register("accelerated")
 def accelerated(problem: Problem, *, eps: float = 0.05, order="capacity", passes: int = 1,
-                enum_limit: int = ENUM_LIMIT) -> Placement:
+                enum_limit: int = ENUM_LIMIT, fill: bool = True) -> Placement:
     """Algorithm 3: successive decomposition, each stage combined over a value grid (chapter *Max-plus convolution*).
 
     Every stage value is at least ``(1 - eps)`` times the stage optimum given
@@ -991,7 +1073,7 @@ def accelerated(problem: Problem, *, eps: float = 0.05, order="capacity", passes
     problem : Problem
     eps : float
         ``0 < eps < 1`` (default 0.05).
-    order, passes, enum_limit
+    order, passes, enum_limit, fill
         As for :func:`decomposition`.
 
     Returns
@@ -1002,10 +1084,42 @@ def accelerated(problem: Problem, *, eps: float = 0.05, order="capacity", passes
     if not eps < 1:
         raise V.fail("eps", eps, "must be < 1")
     return _successive(problem, "accelerated", order=order, passes=passes, enum_limit=enum_limit, eps=eps,
-                       method="accelerated")
+                       fill=fill, method="accelerated")
 
 
 # -- measurements for the chapters ------------------------------------------------------------
+def exhaustive_stage(problem: Problem, placement: Placement, server: int, *, limit: int = 2 ** 16) -> float:
+    """The stage optimum by brute force, scored by the evaluator (check of chapter *Successive decomposition*).
+
+    Tries every set of (model, layer, expert) columns that fits in server
+    ``n``'s storage, with the other servers' caches of ``placement`` fixed, and
+    returns the largest increase of :func:`slimlib.latency_reduction`
+    (weighted seconds, like :attr:`StageResult.value`).
+
+    Raises ValueError when there are more than ``limit`` candidate sets.
+    """
+    base = placement.copy()
+    for x in base.server:
+        x[server] = False
+    r0 = latency_reduction(problem, base)
+    cols = [(u, l, e) for u, m in enumerate(problem.models) for l in range(m.num_layers)
+            for e in range(m.num_experts)]
+    if 2 ** len(cols) > limit:
+        raise V.fail("problem", f"{len(cols)} columns", f"exhaustive stage search is limited to {limit} sets")
+    Q = float(problem.network.server_capacity_bytes[server])
+    best = 0.0
+    for mask in range(1, 2 ** len(cols)):
+        chosen = [cols[i] for i in range(len(cols)) if mask >> i & 1]
+        if sum(problem.models[u].expert_bytes for u, _, _ in chosen) > Q * (1 + 1e-12):
+            continue
+        trial = base.copy()
+        for u, l, e in chosen:
+            trial.server[u][server, l, e] = True
+        best = max(best, latency_reduction(problem, trial) - r0)
+    return best
+
+
+
 def stage_comparison(problem: Problem, eps_values: Sequence[float], *, order="capacity", unit=None,
                      max_units: int = MAX_UNITS, repeat: int = 1) -> list[dict]:
     """Exact DP vs accelerated combination on the same stages (chapter *Max-plus convolution*, Fig. 11 of the book).

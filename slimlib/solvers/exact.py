@@ -310,9 +310,9 @@ def exact(problem: Problem, *, time_limit: float | None = 600.0, mip_rel_gap: fl
             # gap on the reduction R (what ratios to the optimum are measured in)
             r_inc = mm["base_s"] - info["objective_s"]
             r_bound = mm["base_s"] - info["bound_s"]
-            info["gap"] = 0.0 if r_bound - r_inc <= 0 else float((r_bound - r_inc) / max(r_inc, 1e-300))
-        else:
-            info["gap"] = float("inf")
+            info["gap"] = 0.0 if r_bound - r_inc <= 0 else float((r_bound - r_inc) / max(r_inc, 1e-9 * mm["base_s"]))
+        else:                                 # no solution within the time limit: no edge caching
+            info.update(objective_s=mm["base_s"], bound_s=0.0, gap=float("inf"))
     # rounding safety (never seen in practice): drop cached pairs until every server fits
     for n in range(pm.N):
         while (x[:, n] * pm.col_bytes).sum() > pm.cap[n] * (1 + 1e-9):

@@ -296,6 +296,8 @@ def _select(pm: PairModel, run: _Run, gains: np.ndarray):
 def run_greedy(pm: PairModel, run: _Run, mode: str, record: bool = False) -> _Run:
     """Complete ``run`` by the density greedy (in place) and return it.
 
+    Chapter *Greedy for K = 1*, Algorithm 1, step 2 (lazy or naive).
+
     Parameters
     ----------
     pm : PairModel
@@ -361,6 +363,7 @@ def run_greedy(pm: PairModel, run: _Run, mode: str, record: bool = False) -> _Ru
 
 
 def _mode(pm: PairModel, lazy) -> str:
+    """Internal evaluation mode for the ``lazy`` option (see the module docstring)."""
     if lazy is None:
         return "celf" if pm.submodular else "incremental"
     if lazy is True:

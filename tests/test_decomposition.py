@@ -133,7 +133,7 @@ def test_dp_by_hand():
 
 
 # -- each stage equals exhaustive search ----------------------------------------------------------
-@settings(max_examples=40)
+@settings(max_examples=60)
 @given(tiny_problems(max_experts=4, max_layers=2, max_servers=3, max_users=2, server_slots=(1, 5)),
        st.integers(0, 2**31 - 1))
 def test_stage_equals_exhaustive_search(problem, seed):
@@ -196,7 +196,7 @@ def brute_tables(hs, sizes, cap):
     return best
 
 
-@settings(max_examples=200)
+@settings(max_examples=300)
 @given(stage_tables(), st.sampled_from([0.5, 0.2, 0.1, 0.05, 0.01]))
 def test_accelerated_within_one_minus_eps_of_dp(tables, eps):
     hs, sizes, cap = tables
@@ -360,3 +360,21 @@ def test_fine_units_give_the_same_placement():
     b = slimlib.solve(p, "decomposition", unit=s / 64)
     assert latency_reduction(p, a) == pytest.approx(latency_reduction(p, b), rel=1e-12)
     assert b.info["stages_exact"]
+
+
+def test_figures_draw():
+    import matplotlib.pyplot as plt
+    from slimlib.plotting import dp as dplot
+    p = random_problem(4, num_users=3, num_servers=2, num_layers=3, num_experts=4, top_k=2, server_slots=(4, 5))
+    st_ = solve_stage(p, Placement.empty(p), 0, keep_table=True)
+    acc = solve_stage(p, Placement.empty(p), 0, combine="accelerated", eps=0.3, keep_table=True)
+    figs = [dplot.draw_dp_step(k, stage=st_) for k in range(len(st_.items) + 1)]
+    if acc.table is not None:
+        figs += [dplot.draw_value_dp_step(k, stage=acc, scale_bytes=p.models[0].expert_bytes)
+                 for k in range(acc.info["items"] + 1)]
+    rows = [dict(r, label="unit") for r in stage_comparison(p, [0.3, 0.1])]
+    figs += [dplot.draw_concave_merge([0, 3, 5], [0, 2, 3.5, 4]), dplot.draw_eps_tradeoff(rows),
+             dplot.draw_stage_ratios({"eps = 0.1": [0.95, 1.0]}, bounds={"eps = 0.1": 0.9})]
+    assert all(f.axes for f in figs)
+    for f in figs:
+        plt.close(f)

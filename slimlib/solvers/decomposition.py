@@ -55,7 +55,8 @@ from . import register
 
 __all__ = ["LayerGain", "StageResult", "server_order", "stage_latency", "layer_gains", "grow_heuristic",
            "dp_unit", "combine_dp", "combine_accelerated", "solve_stage", "fill_free_storage", "decomposition", "accelerated",
-           "stage_comparison", "exhaustive_stage", "ENUM_LIMIT", "MAX_UNITS", "ORDERS"]
+           "stage_comparison", "exhaustive_stage", "random_stage_tables", "stage_table_study",
+           "ENUM_LIMIT", "MAX_UNITS", "ORDERS"]
 
 #: Default largest number of subsets enumerated per (model, layer) and stage.
 ENUM_LIMIT = 2 ** 16
@@ -929,8 +930,11 @@ def fill_free_storage(problem: Problem, cache: list, tau_before: list, t_server:
                P_{m,\ell}(G)\, \Big(\max_{e' \in G} \tau - \max_{e' \in G} \min(\tau, t_{m,n})\Big)
                \frac{d_e}{\sum_{e' \in G} d_{e'}}.
 
-    For ``K = 1`` this is the exact single gain.  Experts with ``o = 0`` are
-    never added.
+    For ``K = 1`` this is the exact single gain and the free storage is filled
+    by decreasing ``o``; for ``K >= 2`` experts are added one at a time and the
+    scores recomputed after each (the remaining experts of a group that is
+    being completed gain a larger share).  Experts with ``o = 0`` are never
+    added.
 
     Parameters
     ----------
@@ -949,38 +953,57 @@ def fill_free_storage(problem: Problem, cache: list, tau_before: list, t_server:
     used = sum(int(c.sum()) * m.expert_bytes for c, m in zip(cache, problem.models))
     room = capacity_bytes * (1 + 1e-12) - used
     w = problem.network.user_weight
-    cand = []
-    for u, mod in enumerate(problem.models):
-        if room < mod.expert_bytes:
-            continue
-        users = problem.users_of(u)
-        if len(users) == 0:
-            continue
-        o = np.zeros((mod.num_layers, mod.num_experts))
-        for m in users:
-            st = problem.stats[m]
-            t = t_server[m]
-            tau = np.where(cache[u], np.minimum(tau_before[m], t), tau_before[m])
-            b = tau[st.group_layer[:, None], st.group_experts]               # (G, K)
-            a = np.minimum(b, t)
-            need = b > a
-            gain = w[m] * st.group_prob * (b.max(axis=1) - a.max(axis=1))
-            d = b - a                                                       # (G, K), > 0 exactly on need
-            share = gain[:, None] * d / np.maximum(d.sum(axis=1, keepdims=True), 1e-300)
-            for k in range(mod.top_k):
-                np.add.at(o, (st.group_layer, st.group_experts[:, k]), share[:, k])
-        o[cache[u]] = 0.0
-        l, e = np.nonzero(o > 0)
-        cand += [(o[a_, b_] / mod.expert_bytes, u, int(a_), int(b_)) for a_, b_ in zip(l, e)]
-    cand.sort(key=lambda t: -t[0])
+
+    def scores():
+        out = []
+        for u, mod in enumerate(problem.models):
+            users = problem.users_of(u)
+            if room < mod.expert_bytes or len(users) == 0:
+                out.append(None)
+                continue
+            o = np.zeros((mod.num_layers, mod.num_experts))
+            for m in users:
+                st = problem.stats[m]
+                t = t_server[m]
+                tau = np.where(cache[u], np.minimum(tau_before[m], t), tau_before[m])
+                b = tau[st.group_layer[:, None], st.group_experts]               # (G, K)
+                a = np.minimum(b, t)
+                gain = w[m] * st.group_prob * (b.max(axis=1) - a.max(axis=1))
+                d = b - a                                                       # > 0 where n speeds e up
+                share = gain[:, None] * d / np.maximum(d.sum(axis=1, keepdims=True), 1e-300)
+                for k in range(mod.top_k):
+                    np.add.at(o, (st.group_layer, st.group_experts[:, k]), share[:, k])
+            o[cache[u]] = 0.0
+            out.append(o / mod.expert_bytes)
+        return out
+
     added = 0
-    for _, u, l, e in cand:
-        s = problem.models[u].expert_bytes
-        if s <= room:
-            cache[u][l, e] = True
-            room -= s
-            added += 1
-    return added
+    if all(m.top_k == 1 for m in problem.models):
+        # K = 1: the scores are the exact single gains and do not change as experts are added
+        cand = [(o[l, e], u, l, e) for u, o in enumerate(scores()) if o is not None for l, e in zip(*np.nonzero(o > 0))]
+        cand.sort(key=lambda t: -t[0])
+        for _, u, l, e in cand:
+            s = problem.models[u].expert_bytes
+            if s <= room:
+                cache[u][l, e] = True
+                room -= s
+                added += 1
+        return added
+    while True:
+        # K >= 2: one expert at a time, scores recomputed (a group's remaining experts gain weight)
+        best = None
+        for u, o in enumerate(scores()):
+            if o is None:
+                continue
+            j = int(np.argmax(o))
+            if o.flat[j] > 0 and (best is None or o.flat[j] > best[0]):
+                best = (o.flat[j], u, j)
+        if best is None:
+            return added
+        _, u, j = best
+        cache[u].flat[j] = True
+        room -= problem.models[u].expert_bytes
+        added += 1
 
 
 # -- the algorithms -----------------------------------------------------------------------
@@ -1088,6 +1111,60 @@ def accelerated(problem: Problem, *, eps: float = 0.05, order="capacity", passes
 
 
 # -- measurements for the chapters ------------------------------------------------------------
+def random_stage_tables(rng, *, num_items=(4, 16), max_choices: int = 8, sizes=(1, 4), concave_share: float = 0.3):
+    """A random stage: per-item gains ``h_k``, integer sizes and a capacity (chapter *Max-plus convolution*).
+
+    Each ``h_k`` has ``1..max_choices`` random non-negative increments (sorted
+    decreasingly, i.e. concave, with probability ``concave_share``); sizes are
+    uniform integers in ``sizes``; the capacity is uniform between 10 % and
+    60 % of what caching everything would need.
+
+    Returns
+    -------
+    (list of ndarray, ndarray of int, int)
+        ``h_list``, ``sizes``, ``capacity``.
+    """
+    rng = np.random.default_rng(rng)
+    J = int(rng.integers(num_items[0], num_items[1] + 1))
+    hs, sz = [], []
+    for _ in range(J):
+        inc = rng.exponential(1.0, int(rng.integers(1, max_choices + 1))) * rng.exponential(1.0)
+        if rng.random() < concave_share:
+            inc = np.sort(inc)[::-1]
+        hs.append(np.concatenate([[0.0], np.cumsum(inc)]))
+        sz.append(int(rng.integers(sizes[0], sizes[1] + 1)))
+    sz = np.array(sz)
+    full = int(sum((len(h) - 1) * s for h, s in zip(hs, sz)))
+    cap = int(rng.integers(max(1, full // 10), max(2, int(0.6 * full)) + 1))
+    return hs, sz, cap
+
+
+def stage_table_study(num: int, eps_values: Sequence[float], *, seed: int = 0) -> dict:
+    """Algorithm 3 vs the exact DP on ``num`` random stages (:func:`random_stage_tables`).
+
+    Returns
+    -------
+    dict
+        ``ratios``: eps -> ndarray of value(accelerated) / value(DP) (1 when
+        both are 0); ``exact_share``: eps -> fraction of stages needing no
+        rounding; ``grid``: eps -> ndarray of the value grid sizes ``V``.
+    """
+    ratios = {float(e): [] for e in eps_values}
+    grids = {float(e): [] for e in eps_values}
+    exact = {float(e): [] for e in eps_values}
+    for i in range(int(num)):
+        hs, sz, cap = random_stage_tables([int(seed), i])
+        _, v_dp, _, _ = combine_dp(hs, sz, cap)
+        for e in ratios:
+            _, v, inf = combine_accelerated(hs, sz.astype(float), float(cap), e)
+            ratios[e].append(v / v_dp if v_dp > 0 else 1.0)
+            grids[e].append(inf["grid"])
+            exact[e].append(inf["exact"])
+    return dict(ratios={e: np.array(r) for e, r in ratios.items()},
+                grid={e: np.array(g) for e, g in grids.items()},
+                exact_share={e: float(np.mean(x)) for e, x in exact.items()})
+
+
 def exhaustive_stage(problem: Problem, placement: Placement, server: int, *, limit: int = 2 ** 16) -> float:
     """The stage optimum by brute force, scored by the evaluator (check of chapter *Successive decomposition*).
 
@@ -1135,7 +1212,9 @@ def stage_comparison(problem: Problem, eps_values: Sequence[float], *, order="ca
         (``"dp"`` or ``"accelerated"``), ``eps`` (NaN for the DP), ``value``
         (weighted seconds), ``ratio`` (to the DP's value; 1 when both are 0),
         ``time_s`` (best of ``repeat`` runs of the combination step alone),
-        ``grid`` (value grid size ``V`` or capacity units).
+        ``grid`` (value grid size ``V`` or capacity units), ``rounded``
+        (the accelerated combination needed the value grid, i.e. was not
+        solved exactly by merging alone).
     """
     placement = Placement.empty(problem)
     calls = call_latency(problem)
@@ -1153,7 +1232,8 @@ def stage_comparison(problem: Problem, eps_values: Sequence[float], *, order="ca
             t = time.perf_counter()
             counts, v_dp, _, _ = combine_dp(hs, su, qu)
             best = min(best, time.perf_counter() - t)
-        rows.append(dict(server=n, combine="dp", eps=float("nan"), value=v_dp, ratio=1.0, time_s=best, grid=qu))
+        rows.append(dict(server=n, combine="dp", eps=float("nan"), value=v_dp, ratio=1.0, time_s=best, grid=qu,
+                         rounded=False))
         for e in eps_values:
             best = np.inf
             for _ in range(repeat):
@@ -1161,7 +1241,8 @@ def stage_comparison(problem: Problem, eps_values: Sequence[float], *, order="ca
                 _, v, inf = combine_accelerated(hs, sizes, Q, e)
                 best = min(best, time.perf_counter() - t)
             rows.append(dict(server=n, combine="accelerated", eps=float(e), value=v,
-                             ratio=v / v_dp if v_dp > 0 else 1.0, time_s=best, grid=inf["grid"]))
+                             ratio=v / v_dp if v_dp > 0 else 1.0, time_s=best, grid=inf["grid"],
+                             rounded=not inf["exact"]))
         for it, c in zip(items, counts):
             placement.server[it.model][n, it.layer, it.sets[int(c)]] = True
     return rows

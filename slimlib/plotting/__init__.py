@@ -61,9 +61,18 @@ def method_style(method: str) -> dict:
 
 @contextlib.contextmanager
 def style():
-    """Context manager applying the house style."""
-    with matplotlib.rc_context(STYLE):
+    """Context manager applying the house style.
+
+    Only the keys of :data:`STYLE` are set and restored: ``matplotlib.rc_context``
+    would also restore ``backend``, which detaches the notebook's inline display
+    hooks so that later figures are no longer shown automatically.
+    """
+    saved = {k: matplotlib.rcParams[k] for k in STYLE}
+    matplotlib.rcParams.update(STYLE)
+    try:
         yield
+    finally:
+        matplotlib.rcParams.update(saved)
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, **kw):
@@ -93,6 +102,6 @@ def savefig(fig, path, **kw) -> Path:
     suffix = path.suffix.lower()
     md = {".png": {"Software": None}, ".svg": {"Date": None, "Creator": None},
           ".pdf": {"CreationDate": None, "Producer": None, "Creator": None}}.get(suffix)
-    with matplotlib.rc_context({"svg.hashsalt": "slimcaching"}):
+    with style():
         fig.savefig(path, metadata=md, **kw)
     return path

@@ -97,7 +97,7 @@ class ResultTable:
     # -- access --------------------------------------------------------------
     @property
     def columns(self) -> list[str]:
-        """Column names: :attr:`COLUMNS` first, then extra columns in first-seen order."""
+        """Column names: ``COLUMNS`` first, then extra columns in first-seen order."""
         extra = []
         for r in self.rows:
             for k in r:

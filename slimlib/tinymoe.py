@@ -154,7 +154,7 @@ def train(steps: int = DEFAULT_STEPS, *, seed: int = 0, batch_size: int = 16, se
     threads : int
         torch threads during training (fixed for reproducibility).
     model : MixtralForCausalLM, optional
-        Start from this model instead of :func:`init_model(seed)`.
+        Start from this model instead of ``init_model(seed)`` (see :func:`init_model`).
     progress : bool, optional
         tqdm bar over steps.
 

@@ -7,7 +7,10 @@ from :func:`slimlib.load_parameters`) and a list of seeds and returns a tidy
 average per-token latency, the communication latency and the solver's run
 time — and a *draw function* in :mod:`slimlib.plotting.experiments` that turns
 the table into the figure.  ``python -m slimlib figures`` (:func:`main_figures`)
-runs both and writes PNG, SVG and CSV files.
+runs both and writes PNG, SVG and CSV files; it also writes Figures 2–5 of
+the earlier chapters (:data:`FIXED_FIGURES`: the activation heatmap, the
+schematics and the routing cases, drawn by their own chapters' functions), so
+one command regenerates every figure of the paper.
 
 Every latency is scored by the one evaluator, :func:`slimlib.average_latency`
 (communication part: :func:`slimlib.communication_latency`).  Statistics
@@ -49,6 +52,7 @@ __all__ = [
     "fig1_data", "fig6_data", "fig7_data", "fig8_data", "fig9_data", "fig10_data", "fig11_data",
     "point_data", "table1", "table1_markdown", "dominance", "dominance_sentence", "gains", "storage_reading",
     "short_name", "storage_point_latency", "passes_sentence", "bound_gaps", "main_figures",
+    "FIXED_FIGURES", "FIG2_STATS", "FIG2_LAYER", "figure_names",
 ]
 
 #: Switch-base model cards of Figures 1, 6 and 10 (K = 1, fp32 checkpoints).
@@ -1224,18 +1228,77 @@ def _draw(name: str):
     return getattr(pe, FIGURES[name][1])
 
 
-def main_figures(args) -> int:
-    """``python -m slimlib figures --out DIR [--only fig6,fig7] [--seeds N] [--scale book|paper]``.
+#: Statistics of Figure 2 (as in chapter *Mixture of experts*, fig-expert-heatmap): the synthetic
+#: profile of MoE-LLaVA-Phi2-2.7B-4e with Top-2 routing (``data/stats``, seed 0).
+FIG2_STATS = "moe-llava-phi2-2.7b-4e-synthetic"
+#: Layer of Figure 2's co-activation panel (outlined in its frequency panel).
+FIG2_LAYER = 8
 
-    Writes ``<name>.png``, ``<name>.svg`` and ``<name>.csv`` for every figure
-    (and ``table1.csv`` / ``table1.md``) into ``DIR``, with a progress bar per
-    sweep.  Unknown figure names or a bad seed count raise ValueError (the CLI
-    turns it into one message and exit status 2).
+
+def _fig2():
+    from .plotting import moe
+    stats = load_stats(FIG2_STATS)
+    return moe.draw_expert_heatmap(stats, FIG2_LAYER), moe.expert_heatmap_data(stats, FIG2_LAYER)
+
+
+def _fig3():
+    from .plotting import moe
+    return moe.draw_moe_layer(num_experts=4, top_k=2), None
+
+
+def _fig4():
+    from .plotting import schematics
+    return schematics.draw_system(), None
+
+
+def _fig5():
+    from .plotting import schematics
+    from .theory import routing_cases
+    cases = routing_cases()
+    return schematics.draw_routing_cases(cases), schematics.routing_cases_data(cases)
+
+
+#: Figures drawn from fixed inputs rather than sweeps (chapters *Mixture of experts* and *Problem and
+#: structure*): name -> function returning ``(figure, CSV rows or None)``.  ``--seeds`` and ``--scale``
+#: do not change them; the schematics (3, 4) have no data, hence no CSV.
+FIXED_FIGURES = {"fig2": _fig2, "fig3": _fig3, "fig4": _fig4, "fig5": _fig5}
+
+
+def figure_names() -> list[str]:
+    """Every name ``python -m slimlib figures --only`` accepts, in the paper's order (``fig1``..``fig11``, ``table1``)."""
+    figs = sorted(set(FIGURES) | set(FIXED_FIGURES), key=lambda n: int(n[3:]))
+    return figs + ["table1"]
+
+
+def _write_rows(rows: Sequence[dict], path) -> None:
+    """CSV of dict rows (columns in first-seen order, floats with ``repr``, ``None`` as empty)."""
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([_cell(r.get(c)) for c in cols])
+    Path(path).write_text(buf.getvalue(), encoding="utf-8")
+
+
+def main_figures(args) -> int:
+    """``python -m slimlib figures --out DIR [--only fig2,fig6] [--seeds N] [--scale book|paper]``.
+
+    Writes ``<name>.png`` and ``<name>.svg`` for every figure of the paper
+    (``fig1``..``fig11``, :func:`figure_names`), ``<name>.csv`` with its
+    numbers (every figure but the schematics ``fig3`` and ``fig4``), and
+    ``table1.csv`` / ``table1.md`` into ``DIR``, with a progress bar per
+    sweep.  ``--seeds`` and ``--scale`` apply to the sweeps (Figures 1,
+    6–11); Figures 2–5 (:data:`FIXED_FIGURES`) have fixed inputs.  Unknown
+    figure names or a bad seed count raise ValueError (the CLI turns it into
+    one message and exit status 2).
     """
     import matplotlib.pyplot as plt
     from .plotting import savefig
 
-    known = list(FIGURES) + ["table1"]
+    known = figure_names()
     if args.only:
         names = [s.strip() for s in str(args.only).split(",") if s.strip()]
         for n in names:
@@ -1261,6 +1324,18 @@ def main_figures(args) -> int:
             (out / "table1.csv").write_text(buf.getvalue(), encoding="utf-8")
             (out / "table1.md").write_text(table1_markdown(rows) + "\n", encoding="utf-8")
             print(f"table1: {out / 'table1.csv'}, {out / 'table1.md'}", file=sys.stderr)
+            continue
+        if name in FIXED_FIGURES:
+            fig, rows = FIXED_FIGURES[name]()
+            for ext in ("png", "svg"):
+                savefig(fig, out / f"{name}.{ext}")
+            plt.close(fig)
+            exts = "png,svg"
+            if rows:
+                _write_rows(rows, out / f"{name}.csv")
+                exts += ",csv"
+            what = f"{len(rows)} rows" if rows else "schematic, no data"
+            print(f"{name}: {what} -> {out / name}.{{{exts}}}", file=sys.stderr)
             continue
         data_fn, _ = FIGURES[name]
         kw = dict(SCALES[scale][name])

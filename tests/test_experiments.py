@@ -271,7 +271,7 @@ def test_cli_figures(tmp_path, monkeypatch):
     assert t.unique("seed") == [0] and t.unique("value") == [0.0, 1.0]
 
 
-@pytest.mark.parametrize("argv, msg", [(["--only", "fig5"], "--only"), (["--seeds", "0"], "--seeds")])
+@pytest.mark.parametrize("argv, msg", [(["--only", "fig12"], "--only"), (["--seeds", "0"], "--seeds")])
 def test_cli_figures_bad_arguments(tmp_path, capsys, argv, msg):
     from slimlib.cli import main
     with pytest.raises(SystemExit) as exc:

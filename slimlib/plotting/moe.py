@@ -4,7 +4,8 @@
   Top-``K`` selection, weighted sum), drawn with matplotlib patches.
 * :func:`draw_expert_heatmap` — Figure 2: expert activation frequency per MoE
   layer and pair co-activation of one layer, for any
-  :class:`~slimlib.ActivationStats`.
+  :class:`~slimlib.ActivationStats`; :func:`expert_heatmap_data` returns the
+  numbers it draws (the CSV of ``python -m slimlib figures``).
 * :func:`draw_activation_panel` — the chapter's widget frame: Figure 2 for a
   (model, statistics source, layer) choice, or a note when that source does
   not exist for the model.
@@ -22,8 +23,8 @@ from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch, Rectang
 
 from . import STYLE, new_figure, source_note
 
-__all__ = ["draw_moe_layer", "draw_expert_heatmap", "draw_activation_panel", "draw_skew_comparison",
-           "source_label"]
+__all__ = ["draw_moe_layer", "draw_expert_heatmap", "expert_heatmap_data", "draw_activation_panel",
+           "draw_skew_comparison", "source_label"]
 
 _PAL = STYLE["axes.prop_cycle"].by_key()["color"]
 _INK = "#333333"
@@ -255,6 +256,44 @@ def draw_expert_heatmap(stats, layer: int = 0, *, title: str | None = None, anno
         fig.suptitle(title, fontsize=10, y=0.985)
     source_note(fig, source or source_label(stats))
     return fig
+
+
+def expert_heatmap_data(stats, layer: int = 0) -> list[dict]:
+    """The numbers of Figure 2 (:func:`draw_expert_heatmap`) as tidy rows.
+
+    One row per (layer, expert) with the activation frequency ``p_{l,e}``
+    (``quantity="frequency"``, ``partner`` empty), then, for ``K >= 2``, one
+    row per layer and unordered pair ``i < j`` with the co-activation
+    probability ``P_l(i and j)`` (``quantity="coactivation"``).  Every layer's
+    pairs are listed; ``drawn`` is 1 on the rows the figure shows (all
+    frequencies, the pairs of ``layer``).
+
+    Parameters
+    ----------
+    stats : ActivationStats
+    layer : int
+        The layer of the co-activation panel.
+
+    Returns
+    -------
+    list of dict
+        Keys ``quantity``, ``layer``, ``expert``, ``partner``, ``probability``
+        (dimensionless), ``drawn``, ``model``, ``stats_source``.
+    """
+    L, E, K = stats.num_layers, stats.num_experts, stats.top_k
+    if not 0 <= int(layer) < L:
+        raise ValueError(f"layer: must be in 0..{L - 1} (got {layer})")
+    layer = int(layer)
+    base = dict(model=stats.model, stats_source=stats.provenance.get("source", "unknown"))
+    marg = stats.marginals()
+    rows = [dict(quantity="frequency", layer=l, expert=e, partner=None, probability=float(marg[l, e]), drawn=1,
+                 **base) for l in range(L) for e in range(E)]
+    if K >= 2:
+        for l in range(L):
+            C = stats.coactivation(l)
+            rows += [dict(quantity="coactivation", layer=l, expert=i, partner=j, probability=float(C[i, j]),
+                          drawn=int(l == layer), **base) for i in range(E) for j in range(i + 1, E)]
+    return rows
 
 
 def draw_activation_panel(model: str, source: str, layer: int, *, stats: dict | None = None):

@@ -5,7 +5,8 @@
   SlimCaching.
 * :func:`draw_routing_cases` — Figure 5: the hidden-state routing cases of a
   Top-2 group ``{i, j}``, each annotated with its latency from the evaluator
-  (:func:`slimlib.theory.routing_cases`).
+  (:func:`slimlib.theory.routing_cases`); :func:`routing_cases_data` returns
+  those latencies as rows (the CSV of ``python -m slimlib figures``).
 * :func:`draw_gain_path` — the widget: marginal gains of one (server, expert)
   pair along a growing cache (:func:`slimlib.theory.gain_path_example`).
 
@@ -18,8 +19,8 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Polygon,
 
 from . import STYLE, new_figure, source_note
 
-__all__ = ["draw_system", "draw_network", "draw_layer_operations", "draw_routing_cases", "draw_gain_path",
-           "EXPERT_COLORS", "LOCATION_COLORS"]
+__all__ = ["draw_system", "draw_network", "draw_layer_operations", "draw_routing_cases", "routing_cases_data",
+           "draw_gain_path", "EXPERT_COLORS", "LOCATION_COLORS"]
 
 _PAL = STYLE["axes.prop_cycle"].by_key()["color"]
 #: Colours of the experts in the schematics.
@@ -301,6 +302,48 @@ def draw_routing_cases(cases=None):
     source_note(fig, f"latencies: slimlib evaluator, {prob.models[0].name} expert, Table 1 parameters")
     fig.subplots_adjust(left=0.01, right=0.99, top=0.95, bottom=0.04, wspace=0.05, hspace=0.12)
     return fig
+
+
+def routing_cases_data(cases=None) -> list[dict]:
+    """The numbers of Figure 5 (:func:`draw_routing_cases`) as rows, one per routing case.
+
+    Parameters
+    ----------
+    cases : list of slimlib.theory.RoutingCase, optional
+        Default :func:`slimlib.theory.routing_cases` (the figure's default).
+
+    Returns
+    -------
+    list of dict
+        Keys ``panel`` (a, b, ...), ``case`` (key), ``title``, ``expert_i_at``,
+        ``expert_j_at`` (where each expert is served: ``device``,
+        ``server 1``, ``server 2`` or ``cloud``), ``tau_i_s``, ``tau_j_s``
+        (:func:`slimlib.expert_latency`, seconds), ``group_latency_s``
+        (:func:`slimlib.group_latency`; equals
+        :func:`slimlib.average_latency` of the case), the one-call latencies of
+        the figure's last panel ``call_local_s``, ``call_edge_<n>_s``,
+        ``call_cloud_s`` (:func:`slimlib.call_latency`, seconds),
+        ``cloud_via_server`` (1-based), ``distance_server_<n>_m`` and ``model``.
+    """
+    from ..latency import best_server, call_latency
+    from ..theory import routing_cases
+    cases = routing_cases() if cases is None else cases
+    rows = []
+    for k, case in enumerate(cases):
+        prob = case.problem
+        c = call_latency(prob)
+        N = prob.network.num_servers
+        d = prob.network.distance_m
+        row = dict(panel=chr(97 + k), case=case.key, title=case.title, expert_i_at=case.where[0],
+                   expert_j_at=case.where[1], tau_i_s=float(case.tau[0]), tau_j_s=float(case.tau[1]),
+                   group_latency_s=float(case.latency), call_local_s=float(c.local[0]))
+        row.update({f"call_edge_{n + 1}_s": float(c.edge[0, n]) for n in range(N)})
+        row.update(call_cloud_s=float(c.cloud[0]), cloud_via_server=int(best_server(prob)[0]) + 1)
+        if d is not None:
+            row.update({f"distance_server_{n + 1}_m": float(d[0][n]) for n in range(N)})
+        row["model"] = prob.models[0].name
+        rows.append(row)
+    return rows
 
 
 # -----------------------------------------------------------------------------

@@ -1,21 +1,22 @@
 """The one evaluator: expected per-token latency of a placement.
 
-Chapter *The system model*, eqs. (4)–(8) (SPEC §1).  Every method, figure and
+Chapter *The system model*, eqs. (1.2)–(1.6) (SPEC §1).  Every method, figure and
 test in the book scores placements with :func:`average_latency` (or its
 communication-only variant); solvers may keep faster incremental forms, but
 their tests compare against these functions.
 
-Latency of one expert call for user ``m`` (``h`` bits of hidden state,
-``F`` FLOP per expert):
+Latency of one expert call for user ``m`` (``theta`` bits of hidden state,
+``MoEModel.hidden_bits``; ``phi`` FLOP per expert, ``MoEModel.flops_per_expert``;
+the chapter writes them :math:`\\theta_u` and :math:`\\phi_u`):
 
-* local: ``F / f_m``                                               (eq. 4)
-* edge server ``n``: ``h/r_up[m,n] + F/f_n + h/r_dn[m,n]``          (eq. 5)
+* local: ``phi / f_m``                                                       (eq. 1.2)
+* edge server ``n``: ``theta/r_up[m,n] + phi/f_n + theta/r_dn[m,n]``          (eq. 1.3)
 * cloud via the user's best server ``n0``:
-  ``h/r_up[m,n0] + h/r_bh + d_bh + F/f_c + d_bh + h/r_bh + h/r_dn[m,n0]`` (eq. 6)
+  ``theta/r_up[m,n0] + theta/r_bh + d_bh + phi/f_c + d_bh + theta/r_bh + theta/r_dn[m,n0]`` (eq. 1.4)
 
-An expert is served from the fastest location holding it (eq. 7); a Top-K group
+An expert is served from the fastest location holding it (eq. 1.5); a Top-K group
 waits for its slowest expert, and the per-token latency is the
-probability-weighted sum over groups and layers (eq. 8).
+probability-weighted sum over groups and layers (eq. 1.6).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ __all__ = ["CallLatency", "call_latency", "expert_latency", "group_latency", "us
 
 @dataclass(frozen=True)
 class CallLatency:
-    """Latency of one expert call from every location (chapter *The system model*, eqs. (4)–(6)).
+    """Latency of one expert call from every location (chapter *The system model*, eqs. (1.2)–(1.4)).
 
     Every latency is in seconds.
 
@@ -63,7 +64,7 @@ def best_server(problem: Problem) -> np.ndarray:
 
 
 def call_latency(problem: Problem) -> CallLatency:
-    """Per-user latency of one expert call at each location, eqs. (4)–(6).
+    """Per-user latency of one expert call at each location, eqs. (1.2)–(1.4).
 
     Returns
     -------
@@ -170,7 +171,7 @@ def latency_reduction(problem: Problem, placement: Placement) -> float:
 def latency_breakdown(model, params, distance_m: float) -> dict:
     """Components of one expert call for one user at ``distance_m`` from one server (chapter *The system model*).
 
-    Uses Table 1 (``params``) and eqs. (2), (4)–(6) through :class:`~slimlib.Network` and
+    Uses Table 1 (``params``) and eqs. (1.1)–(1.4) through :class:`~slimlib.Network` and
     :func:`call_latency`, so the numbers are those of the evaluator.
 
     Parameters

@@ -45,7 +45,10 @@ class MoEModel:
     -----
     Derived quantities: ``expert_bytes = params_per_expert * bytes_per_param``
     (bytes), ``flops_per_expert = 2 * params_per_expert`` (FLOP per token) and
-    ``hidden_bits = 8 * hidden_size * act_bytes`` (bits per hop).
+    ``hidden_bits = 8 * hidden_size * act_bytes`` (bits per hop). Chapter *The
+    system model* writes them s_u = pi_u b_u, phi_u = 2 pi_u and
+    theta_u = 8 d_u a_u (pi_u = ``params_per_expert``, b_u = ``bytes_per_param``,
+    d_u = ``hidden_size``, a_u = ``act_bytes``).
     """
 
     name: str
@@ -82,7 +85,7 @@ class MoEModel:
 
     @property
     def hidden_bits(self) -> float:
-        """Bits of the hidden state sent per hop, ``8 * hidden_size * act_bytes``."""
+        """Bits of the hidden state sent per hop, ``8 * hidden_size * act_bytes`` (theta_u in chapter *The system model*)."""
         return 8.0 * self.hidden_size * self.act_bytes
 
     @property

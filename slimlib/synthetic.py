@@ -15,15 +15,15 @@ For every MoE layer ``l`` (``z``, ``eps``, ``s`` standard normal, ``u`` uniform)
   its own popularity spread;
 * **popularity**: ``z_l = rho * z_{l-1} + sqrt(1 - rho^2) * eps_l`` (shape ``E``,
   ``rho = layer_corr``: neighbouring layers resemble each other a little) and
-  the expert score is ``a_{l,e} = sigma_l * z_{l,e}``;
-* **affinity** (``K >= 2``): a symmetric pair score ``b_{l,ij} = affinity * s_{l,ij}``;
-* **groups**: ``P_l(G) ∝ exp( sum_{e in G} a_{l,e} + sum_{i<j in G} b_{l,ij} )``
+  the expert score is ``alpha_{l,e} = sigma_l * z_{l,e}``;
+* **affinity** (``K >= 2``): a symmetric pair score ``beta_{l,ij} = affinity * s_{l,ij}``;
+* **groups**: ``P_l(G) ∝ exp( sum_{e in G} alpha_{l,e} + sum_{i<j in G} beta_{l,ij} )``
   over all ``C(E, K)`` groups (a log-linear, i.e. Ising-like, model);
 * **tokens**: ``tokens`` groups are drawn from ``P_l`` (multinomial) and the
   statistics keep the counts, as if measured on that many tokens.
 
 When ``C(E, K)`` exceeds ``max_enumerate`` the groups are sampled instead, one
-expert after the other, each with probability ``∝ exp(a_e + sum of b with the
+expert after the other, each with probability ``∝ exp(alpha_e + sum of beta with the
 experts already chosen)`` — the same scores, sequential rather than joint.
 
 The defaults (``skew=(0.5, 1.5)``, ``layer_corr=0.3``, ``affinity=1.0``)
@@ -82,9 +82,9 @@ def synthetic_scores(model: MoEModel, *, seed: int = 0, skew=DEFAULTS["skew"],
     sigma : ndarray, shape (L,)
         Per-layer popularity spread.
     a : ndarray, shape (L, E)
-        Expert scores ``a_{l,e} = sigma_l z_{l,e}``.
+        Expert scores ``alpha_{l,e} = sigma_l z_{l,e}``.
     b : ndarray, shape (L, E, E)
-        Symmetric pair scores (zero diagonal).
+        Symmetric pair scores ``beta_{l,ij}`` (zero diagonal).
     rng : numpy.random.Generator
         The generator, positioned after these draws (token sampling continues from it).
     """

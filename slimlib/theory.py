@@ -642,7 +642,7 @@ def random_problem_for_survey(seed: int, shape: dict) -> Problem:
 # Counterexamples of Proposition 2
 # -----------------------------------------------------------------------------
 def _toy_model(name: str) -> MoEModel:
-    # h = 8 * 1000 * 1 = 8000 bit per hop; F = 2e6 FLOP per call; 1 MB per expert.
+    # theta = 8 * 1000 * 1 = 8000 bit per hop; phi = 2e6 FLOP per call; 1 MB per expert.
     return MoEModel(name, num_layers=1, num_experts=2, top_k=2, hidden_size=1000, params_per_expert=10 ** 6,
                     bytes_per_param=1, act_bytes=1,
                     description="Toy Top-2 layer of the counterexamples of Proposition 2 (chapter Problem and structure).")
@@ -661,7 +661,7 @@ def counterexample_not_submodular() -> Problem:
 
     One user (no device storage), one server, one MoE layer with ``E = K = 2``;
     every token activates the group ``{0, 1}`` (probability 1).  Numbers: the
-    hidden state has ``h = 8000`` bit, an expert costs ``F = 2e6`` FLOP; the
+    hidden state has ``theta = 8000`` bit, an expert costs ``phi = 2e6`` FLOP; the
     radio link runs at 8 Mbit/s both ways, the server at 2 GFLOP/s, so an edge
     call takes ``1 + 1 + 1 = 3`` ms; the cloud call adds the Table 1 backhaul
     (1 Gbit/s, 5 ms each way) and compute (100 TFLOP/s):

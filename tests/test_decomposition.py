@@ -311,8 +311,15 @@ def test_two_models_feasible(seed):
 def test_server_order():
     p = random_problem(0, num_servers=4, server_slots=(1, 9))
     q = p.network.server_capacity_bytes
-    o = server_order(p)
+    o = server_order(p, "capacity")
     assert all(q[a] >= q[b] for a, b in zip(o, o[1:]))
+    # default: fastest first by the weighted mean latency of one call through the server
+    w = p.network.user_weight
+    t = w @ slimlib.call_latency(p).edge / w.sum()
+    o = server_order(p)
+    assert o == server_order(p, "latency") and sorted(o) == [0, 1, 2, 3]
+    assert all(t[a] <= t[b] for a, b in zip(o, o[1:]))
+    assert slimlib.solve(p, "decomposition").info["order"] == o
     assert server_order(p, "index") == [0, 1, 2, 3]
     assert server_order(p, [3, 1, 0, 2]) == [3, 1, 0, 2]
     net = p.network
@@ -378,3 +385,78 @@ def test_figures_draw():
     assert all(f.axes for f in figs)
     for f in figs:
         plt.close(f)
+
+
+# -- server order: regression for the default rule (issue 6, Fig. 6) ----------------------------------
+def two_speed_problem():
+    """One user, one layer of two experts (K = 1, p = 0.7 / 0.3), two one-slot servers, server 1 faster."""
+    mod = MoEModel("two", 1, 2, 1, hidden_size=1000, params_per_expert=10**6, bytes_per_param=1, act_bytes=1)
+    net = Network(server_capacity_bytes=[10**6, 10**6], server_flops=[20e12, 20e12], user_capacity_bytes=[0],
+                  user_flops=[1e9], rate_up=[[10e6, 20e6]], rate_down=[[10e6, 20e6]], backhaul_rate_bps=1e9,
+                  backhaul_delay_s=5e-3, cloud_flops=100e12)
+    return Problem(mod, net, slimlib.ActivationStats(2, 1, [[[0], [1]]], probs=[[0.7, 0.3]]))
+
+
+def test_default_order_puts_the_most_requested_expert_on_the_fastest_server():
+    p = two_speed_problem()
+    t = slimlib.call_latency(p).edge[0]                      # h = 8 * 1000 bits each way, 2e6 FLOP
+    assert t == pytest.approx([2 * 8000 / 10e6 + 2e6 / 20e12, 2 * 8000 / 20e6 + 2e6 / 20e12], rel=1e-12)
+    assert server_order(p) == [1, 0] and server_order(p, "capacity") == [0, 1]
+    for method in ("decomposition", "accelerated"):
+        pl = slimlib.solve(p, method)
+        assert pl.cached(1) == [(0, 0, 0)] and pl.cached(0) == [(0, 0, 1)]
+        assert slimlib.average_latency(p, pl) == pytest.approx(0.7 * t[1] + 0.3 * t[0], rel=1e-12)
+        # the old default (equal storage -> index order) put it on the slow server
+        old = slimlib.solve(p, method, order="capacity")
+        assert slimlib.average_latency(p, old) == pytest.approx(0.7 * t[0] + 0.3 * t[1], rel=1e-12)
+    opt = slimlib.solve(p, "brute-force")
+    assert slimlib.average_latency(p, opt) == pytest.approx(0.7 * t[1] + 0.3 * t[0], rel=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 3), st.integers(1, 2), st.integers(2, 4))
+def test_latency_order_is_exact_for_one_user_and_k1(seed, num_servers, num_layers, num_experts):
+    # one user, K = 1, equal expert sizes, device no slower than any server: with the fastest server first,
+    # Algorithm 2 fills the servers with the experts in decreasing request rate -- optimal by rearrangement
+    p = random_problem(seed, num_users=1, num_servers=num_servers, num_layers=num_layers, num_experts=num_experts,
+                       top_k=1, server_slots=(0, 3), device_slots=(0, 2))
+    p = p.replace(network=p.network.replace(user_flops=np.array([1e18])))
+    opt = slimlib.average_latency(p, slimlib.solve(p, "exact"))
+    for method in ("decomposition", "accelerated"):
+        got = slimlib.average_latency(p, slimlib.solve(p, method))
+        assert got == pytest.approx(opt, rel=1e-9, abs=1e-15)
+
+
+def test_fig6_point_not_above_coordinated_popularity():
+    # Switch-base-64, 3 GB per server, Table 1 network (seed 0): with the old default order (equal storage ->
+    # index order) the decomposition was 3.2 % above coordinated popularity (2.352 vs 2.279 ms)
+    from slimlib.experiments import experiment_problem
+    p, _ = experiment_problem("switch-base-64", seed=0, server_storage_gb=3.0)
+    ref = slimlib.average_latency(p, slimlib.solve(p, "coordinated-popularity"))
+    old = slimlib.average_latency(p, slimlib.solve(p, "decomposition", order="capacity"))
+    assert old > 1.03 * ref
+    for method in ("decomposition", "accelerated"):
+        pl = slimlib.solve(p, method)
+        assert pl.is_feasible(p)
+        assert slimlib.average_latency(p, pl) < 0.995 * ref
+
+
+def test_compare_placements():
+    p = two_speed_problem()
+    t = slimlib.call_latency(p).edge[0]
+    new, old = slimlib.solve(p, "decomposition"), slimlib.solve(p, "decomposition", order="index")
+    d = dec.compare_placements(p, old, new)
+    assert d["latency_a"] == pytest.approx(0.7 * t[0] + 0.3 * t[1], rel=1e-12)
+    assert d["latency_b"] == pytest.approx(0.7 * t[1] + 0.3 * t[0], rel=1e-12)
+    assert d["layer_a"][0].sum() == pytest.approx(d["latency_a"], rel=1e-12)
+    assert d["only_a"] == d["only_b"] == 0 and d["moved"] == 2 and d["edge_a"][0].tolist() == [2]
+    assert d["worst"] == (0, 0) and d["worst_delta"] == pytest.approx(0.4 * (t[0] - t[1]), rel=1e-9)
+    assert d["rest_delta"] == 0.0
+    # on a random problem: per-layer shares add up to the evaluator, and a placement equals itself
+    q = random_problem(3, num_users=3, num_servers=2, num_layers=3, num_experts=4, top_k=2, server_slots=(1, 4))
+    pl = slimlib.solve(q, "decomposition")
+    e = dec.compare_placements(q, pl, Placement.empty(q))
+    assert e["layer_a"][0].sum() == pytest.approx(slimlib.average_latency(q, pl), rel=1e-12)
+    assert e["only_a"] == int(pl.server[0].any(axis=0).sum()) and e["only_b"] == 0 and e["moved"] == 0
+    same = dec.compare_placements(q, pl, pl)
+    assert same["worst_delta"] == same["rest_delta"] == 0.0 and same["moved"] == 0

@@ -3,7 +3,8 @@
 Chapters *Successive decomposition* (``method="decomposition"``) and
 *Max-plus convolution* (``method="accelerated"``); SPEC §3.
 
-The servers are processed one after another (:func:`server_order`).  At the
+The servers are processed one after another (:func:`server_order`; by
+default the fastest first, by the weighted mean latency of one call).  At the
 stage of server ``n`` every other server's cache is fixed, and server ``n``
 receives the cache that maximises the marginal latency reduction.  Writing
 ``tau_b(m, l, e)`` for user ``m``'s latency of expert ``e`` without server
@@ -48,14 +49,14 @@ from typing import Sequence
 import numpy as np
 
 from .. import _validate as V
-from ..latency import CallLatency, call_latency, latency_reduction
+from ..latency import CallLatency, average_latency, call_latency, expert_latency, group_latency, latency_reduction
 from ..maxplus import is_concave, maxplus_strided, merge_concave, minplus_sparse
 from ..problem import Placement, Problem
 from . import register
 
 __all__ = ["LayerGain", "StageResult", "server_order", "stage_latency", "layer_gains", "grow_heuristic",
            "dp_unit", "combine_dp", "combine_accelerated", "solve_stage", "fill_free_storage", "decomposition", "accelerated",
-           "stage_comparison", "exhaustive_stage", "random_stage_tables", "stage_table_study",
+           "stage_comparison", "compare_placements", "exhaustive_stage", "random_stage_tables", "stage_table_study",
            "ENUM_LIMIT", "MAX_UNITS", "ORDERS"]
 
 #: Default largest number of subsets enumerated per (model, layer) and stage.
@@ -63,7 +64,7 @@ ENUM_LIMIT = 2 ** 16
 #: Default largest number of capacity units of the DP (the DP's table has ``MAX_UNITS + 1`` columns).
 MAX_UNITS = 2 ** 21
 #: Named server orders (besides an explicit list of server indices).
-ORDERS = ("capacity", "rate", "index")
+ORDERS = ("latency", "capacity", "rate", "index")
 #: Models with at most this many experts per layer are enumerated for all layers at once.
 DENSE_MAX_EXPERTS = 10
 #: Group candidates tried per step by :func:`grow_heuristic`.
@@ -154,20 +155,30 @@ class StageResult:
 
 
 # -- server order ---------------------------------------------------------------------
-def server_order(problem: Problem, order="capacity") -> list[int]:
-    """The order in which the stages visit the servers (chapter *Successive decomposition*).
+def server_order(problem: Problem, order="latency") -> list[int]:
+    """The order in which the stages visit the servers (chapter *Successive decomposition*, "Server order").
 
     Parameters
     ----------
     problem : Problem
-    order : {"capacity", "rate", "index"} or sequence of int
-        * ``"capacity"`` (default): largest storage ``Q_n`` first;
+    order : {"latency", "capacity", "rate", "index"} or sequence of int
+        * ``"latency"`` (default): fastest server first, by the weighted mean
+          latency of one expert call through it,
+          ``sum_m w_m t_{m,n} / sum_m w_m`` (eq. (5) of chapter *The system
+          model*: both radio hops and the server's compute, seconds); ties by
+          larger storage ``Q_n``.  The first stage sees every uncached expert
+          as a cloud miss and takes the most requested ones, so they should
+          land on the server that serves its users fastest; for one user and
+          ``K = 1`` this order makes Algorithm 2 exact (chapter *Successive
+          decomposition*, "Server order");
+        * ``"capacity"``: largest storage ``Q_n`` first (with equal storage
+          this is the index order);
         * ``"rate"``: highest weighted mean round-trip rate first,
-          ``sum_m w_m / (1/r_up[m,n] + 1/r_dn[m,n])``;
+          ``sum_m w_m / (1/r_up[m,n] + 1/r_dn[m,n])`` (links only, no compute);
         * ``"index"``: ``0, 1, ..., N-1``;
         * a list: this permutation of ``0..N-1``.
 
-        Ties keep the server index order.
+        Remaining ties keep the server index order.
 
     Returns
     -------
@@ -176,6 +187,10 @@ def server_order(problem: Problem, order="capacity") -> list[int]:
     N = problem.num_servers
     net = problem.network
     if isinstance(order, str):
+        if order == "latency":
+            t = net.user_weight @ call_latency(problem).edge / float(net.user_weight.sum())   # (N,) seconds
+            # lexsort: last key first; np.lexsort is stable, so full ties keep the index order
+            return [int(n) for n in np.lexsort((-net.server_capacity_bytes, t))]
         if order == "capacity":
             key = -net.server_capacity_bytes
         elif order == "rate":
@@ -1044,16 +1059,16 @@ def _successive(problem: Problem, combine: str, *, order, passes, enum_limit, un
 
 
 @register("decomposition")
-def decomposition(problem: Problem, *, order="capacity", passes: int = 1, enum_limit: int = ENUM_LIMIT,
+def decomposition(problem: Problem, *, order="latency", passes: int = 1, enum_limit: int = ENUM_LIMIT,
                   unit=None, max_units: int = MAX_UNITS, fill: bool = True) -> Placement:
     """Algorithm 2: successive decomposition over servers, each stage solved by a DP (chapter *Successive decomposition*).
 
     Parameters
     ----------
     problem : Problem
-    order : {"capacity", "rate", "index"} or list of int
-        Order of the stages, see :func:`server_order` (default: largest
-        server first).
+    order : {"latency", "capacity", "rate", "index"} or list of int
+        Order of the stages, see :func:`server_order` (default: fastest
+        server first, by the weighted mean latency of one call through it).
     passes : int
         ``1`` is the algorithm of the paper.  With ``passes > 1`` the servers
         are visited again, each stage re-solved with all other caches fixed and
@@ -1083,7 +1098,7 @@ def decomposition(problem: Problem, *, order="capacity", passes: int = 1, enum_l
 
 
 @register("accelerated")
-def accelerated(problem: Problem, *, eps: float = 0.05, order="capacity", passes: int = 1,
+def accelerated(problem: Problem, *, eps: float = 0.05, order="latency", passes: int = 1,
                 enum_limit: int = ENUM_LIMIT, fill: bool = True) -> Placement:
     """Algorithm 3: successive decomposition, each stage combined over a value grid (chapter *Max-plus convolution*).
 
@@ -1197,7 +1212,60 @@ def exhaustive_stage(problem: Problem, placement: Placement, server: int, *, lim
 
 
 
-def stage_comparison(problem: Problem, eps_values: Sequence[float], *, order="capacity", unit=None,
+def compare_placements(problem: Problem, a: Placement, b: Placement) -> dict:
+    """Where two placements differ, layer by layer (to explain a comparison; chapter *Experiments*, Figs. 6-7).
+
+    Both are scored by the one evaluator; each layer's share of the average
+    latency is ``sum_m w_m sum_G P_{m,l}(G) tau_m(l, G) / sum_m w_m`` (the
+    terms of :func:`slimlib.average_latency`, grouped by layer).
+
+    Parameters
+    ----------
+    problem : Problem
+    a, b : Placement
+
+    Returns
+    -------
+    dict
+        ``latency_a``, ``latency_b`` (s); ``layer_a``, ``layer_b``: per model
+        an ndarray ``(L_u,)`` of each layer's share (s; sums to the latency);
+        ``edge_a``, ``edge_b``: per model an ndarray ``(L_u,)`` of distinct
+        experts of each layer cached on some server; ``only_a``/``only_b``:
+        (model, layer, expert) cached at the edge by one placement only;
+        ``moved``: cached by both but not on the same servers; ``worst``:
+        (model, layer) where ``a`` is slower than ``b`` by most, with
+        ``worst_delta`` (s, positive when ``a`` is slower there) and ``rest_delta``
+        (s, the difference ``a - b`` over all other layers).
+    """
+    a.check(problem)
+    b.check(problem)
+    calls = call_latency(problem)
+    w = problem.network.user_weight
+    out: dict = {}
+    for tag, pl in (("a", a), ("b", b)):
+        lay = [np.zeros(m.num_layers) for m in problem.models]
+        for m, st in enumerate(problem.stats):
+            u = problem.user_model[m]
+            tau = expert_latency(problem, pl, m, calls=calls)
+            g = group_latency(tau, st.group_layer, st.group_experts) * st.group_prob
+            lay[u] += w[m] * np.bincount(st.group_layer, weights=g, minlength=problem.models[u].num_layers)
+        out[f"layer_{tag}"] = [x / float(w.sum()) for x in lay]
+        out[f"latency_{tag}"] = average_latency(problem, pl)
+        out[f"edge_{tag}"] = [x.any(axis=0).sum(axis=1) for x in pl.server]
+    ea = np.concatenate([x.any(axis=0).ravel() for x in a.server])
+    eb = np.concatenate([x.any(axis=0).ravel() for x in b.server])
+    xa = np.concatenate([x.reshape(x.shape[0], -1) for x in a.server], axis=1)
+    xb = np.concatenate([x.reshape(x.shape[0], -1) for x in b.server], axis=1)
+    out.update(only_a=int((ea & ~eb).sum()), only_b=int((eb & ~ea).sum()),
+               moved=int((ea & eb & (xa != xb).any(axis=0)).sum()))
+    diff = [(float(la[l] - lb[l]), u, l) for u, (la, lb) in enumerate(zip(out["layer_a"], out["layer_b"]))
+            for l in range(len(la))]
+    d, u, l = max(diff)
+    out.update(worst=(u, l), worst_delta=d, rest_delta=float(sum(x for x, *_ in diff) - d))
+    return out
+
+
+def stage_comparison(problem: Problem, eps_values: Sequence[float], *, order="latency", unit=None,
                      max_units: int = MAX_UNITS, repeat: int = 1) -> list[dict]:
     """Exact DP vs accelerated combination on the same stages (chapter *Max-plus convolution*, Fig. 11 of the book).
 

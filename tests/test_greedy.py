@@ -244,3 +244,73 @@ def test_capacity_respected_with_different_sizes():
         for meth in ("greedy", "blind-greedy"):
             pl = slimlib.solve(p, meth)
             assert (pl.used_bytes(p) <= p.network.server_capacity_bytes + 1e-6).all()
+
+
+# -- the fast paths (per-column CELF for K = 1, heap-based exact refresh for K >= 2) ------------
+def _mixed_top_k_problem(seed):
+    """Two models on one network: Top-1 with 1-unit experts and Top-2 with 2-unit experts."""
+    from slimlib import MoEModel
+    from slimlib.instances import random_stats
+    p = random_mixed_problem(seed, num_users=4, num_servers=3, num_layers=2, num_experts=5, sizes=(1, 2),
+                             server_units=(0, 9), weights=True)
+    rng = np.random.default_rng([seed, 2])
+    k2 = MoEModel("random-s2-k2", 2, 5, 2, hidden_size=1000, params_per_expert=2 * 10**6, bytes_per_param=1,
+                  act_bytes=1)
+    stats = [s if p.user_model[m] == 0 else random_stats(rng, 2, 5, 2) for m, s in enumerate(p.stats)]
+    return p.replace(models=[p.models[0], k2], stats=stats)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_mixed_top_k_default_equals_naive(seed):
+    """A Top-1 and a Top-2 model together: only the columns sharing a group with the added one are refreshed."""
+    p = _mixed_top_k_problem(seed)
+    for meth in ("greedy", "blind-greedy"):
+        a = slimlib.solve(p, meth)
+        b = slimlib.solve(p, meth, lazy=False)
+        assert a.info["picks"] == b.info["picks"]
+        assert a == b and a.info["value_s"] == b.info["value_s"]
+        assert a.info["value_s"] == pytest.approx(R(p, a), rel=1e-9, abs=1e-15)
+
+
+def _seeded_problems():
+    for s in range(30):
+        k = 1 + s % 3
+        yield random_problem(s, num_users=3, num_servers=3, num_layers=2, num_experts=4, top_k=k,
+                             server_slots=(1, 5), weights=True)
+        yield random_mixed_problem(s, num_users=3, num_servers=3, num_layers=2, num_experts=4, top_k=1 + s % 2,
+                                   server_units=(1, 9), weights=True)
+        yield _mixed_top_k_problem(s)
+
+
+def test_fast_paths_from_seed_sets_equal_naive():
+    """Started from a feasible seed set (as in the enumeration), the fast loops end in exactly the naive state."""
+    from slimlib.solvers.greedy import _Run, _mode, run_greedy
+    for i, p in enumerate(_seeded_problems()):
+        pm = PairModel(p)
+        rng = np.random.default_rng(i)
+        seed = _Run(pm)
+        for _ in range(int(rng.integers(0, 3))):
+            c, n = int(rng.integers(pm.C)), int(rng.integers(pm.N))
+            if not seed.x[c, n] and seed.used[n] + pm.col_bytes[c] <= pm.cap[n]:
+                seed.add(pm, n, c)
+        fast = run_greedy(pm, _Run(pm, seed.x, seed.cur, seed.used), _mode(pm, None))
+        naive = run_greedy(pm, _Run(pm, seed.x, seed.cur, seed.used), "naive")
+        assert fast.picks == naive.picks, i
+        assert np.array_equal(fast.x, naive.x) and np.array_equal(fast.cur, naive.cur), i
+        assert np.array_equal(fast.used, naive.used), i
+
+
+@settings(max_examples=40)
+@given(tiny_problems(max_users=3, max_servers=3, max_layers=3))
+def test_batched_gains_bit_identical_to_single_pairs(p):
+    """All gains at once (server-major layout) = each pair alone, bit for bit, from a random partial cache."""
+    pm = PairModel(roomy(p))
+    cur = pm.cur0.copy()
+    rng = np.random.default_rng(1)
+    for c, n in zip(*np.nonzero(rng.random((pm.C, pm.N)) < 0.3)):
+        pm.apply(cur, n, c)
+    g = pm.gains_range(cur, 0, pm.C)
+    single = np.array([[pm.gains_range(cur, c, c + 1, [n])[0, 0] for n in range(pm.N)] for c in range(pm.C)])
+    assert np.array_equal(g, single)
+    for c in range(pm.C):
+        assert np.array_equal(pm.gains_range(cur, c, pm.C), g[c:])

@@ -30,10 +30,10 @@ Methods registered here
       Minoux's accelerated greedy); ``False`` is the naive reference that
       recomputes every gain at every step.  ``None`` (default) uses CELF when
       the objective is submodular (every model has ``K = 1``) and otherwise an
-      exact incremental update (after adding a pair, only the gains of that
-      pair's layer are recomputed), which picks exactly what the naive greedy
-      picks.  CELF with ``K >= 2`` is a heuristic (stale gains are no longer
-      upper bounds).
+      exact incremental update (after adding a pair, only the gains of the
+      columns sharing a group with it are recomputed), which picks exactly
+      what the naive greedy picks.  CELF with ``K >= 2`` is a heuristic (stale
+      gains are no longer upper bounds).
     * ``max_seeds`` (int, default 200 000): refuse enumerations with more seed sets.
 ``"blind-greedy"``
     The same greedy on the co-activation-blind surrogate: every expert of a
@@ -57,6 +57,19 @@ the same formula (``a = 0``) for ``K = 1``.  All gains are sums of such
 per-(user, group, expert) *entries*, evaluated vectorised over entries and
 servers; the entries of one column are contiguous, so a single gain and a
 whole layer are cheap to refresh.
+
+Fast paths
+----------
+The default runs never scan all pairs per step (:func:`_celf_submodular`
+for ``K = 1``, :func:`_incremental_heap` otherwise): one heap of
+``(-density, c N + n)`` per server, a stamp per column (``K = 1``: adding
+``(n, c)`` changes ``tau`` of column ``c`` only, so every other key stays
+exact) or per pair (``K >= 2``: only the columns sharing a group with ``c``
+are recomputed), and whole heaps dropped once their server has no room for
+their smallest column.  Single savings are summed in the order of
+:meth:`PairModel.gains_range`, so every value, and hence every pick and its
+tie-breaking, is bit-identical to the naive reference (``lazy=False``); the
+tests check this pick by pick.
 """
 from __future__ import annotations
 
@@ -89,6 +102,9 @@ class PairModel:
         ``K`` single experts with probability ``P(G) / K``; see ``"blind-greedy"``).
     communication : bool
         Use communication-only latencies (compute terms removed).
+
+    The arrays are read-only once built: the fast greedy loops cache values
+    derived from them on the instance.
 
     Attributes
     ----------
@@ -126,7 +142,8 @@ class PairModel:
         self.col_model = np.concatenate([np.full(m.num_layers * m.num_experts, u) for u, m in enumerate(models)])
         self.col_layer = np.concatenate([np.repeat(np.arange(m.num_layers), m.num_experts) for m in models])
         self.col_expert = np.concatenate([np.tile(np.arange(m.num_experts), m.num_layers) for m in models])
-        self.col_bytes = np.array([models[u].expert_bytes for u in self.col_model], dtype=float)
+        self.col_bytes = np.repeat(np.array([m.expert_bytes for m in models], dtype=float),
+                                   [m.num_layers * m.num_experts for m in models])
         self.cap = np.asarray(problem.network.server_capacity_bytes, dtype=float)
         calls = call_latency(problem)
         if communication:
@@ -134,42 +151,56 @@ class PairModel:
         else:
             local, edge, cloud = calls.local, calls.edge, calls.cloud
         self.T = np.asarray(edge, dtype=float)
-        cur0 = np.zeros((self.M, C + 1))
+        M = self.M
+        um = np.asarray(problem.user_model, dtype=np.int64)
         w = problem.network.user_weight
-        g_user, g_cols, g_w = [], [], []
         kmax = 1 if blind else max(m.top_k for m in models)
         self.kmax = kmax
-        for m in range(self.M):
-            u = int(problem.user_model[m])
-            mod = models[u]
+        # no edge caching: every column from the cloud, or from the device when cached there
+        cur0 = np.zeros((M, C + 1))
+        low = np.minimum(local, cloud)
+        for m in range(M):
+            u = int(um[m])
             o = int(self.offset[u])
-            base = np.full((mod.num_layers, mod.num_experts), cloud[m])
-            y = problem.device_cache[m]
-            base[y] = np.minimum(local[m], cloud[m])
-            cur0[m, o:o + base.size] = base.ravel()
-            s = problem.stats[m]
-            cols = o + s.group_layer[:, None] * mod.num_experts + s.group_experts      # (G, K)
-            if blind:
+            cur0[m, o:int(self.offset[u + 1])] = cloud[m]
+            cur0[m, o + np.flatnonzero(problem.device_cache[m].ravel())] = low[m]
+        self.cur0 = cur0
+        stats = problem.stats
+        if blind:
+            g_user, g_cols, g_w = [], [], []
+            for m in range(M):
+                u = int(um[m])
+                mod = models[u]
+                o = int(self.offset[u])
+                s = stats[m]
+                cols = o + s.group_layer[:, None] * mod.num_experts + s.group_experts      # (G, K)
                 p = np.zeros(mod.num_layers * mod.num_experts)
                 np.add.at(p, (cols - o).ravel(), np.repeat(s.group_prob, cols.shape[1]) / mod.top_k)
                 keep = np.flatnonzero(p > 0)
                 g_user.append(np.full(len(keep), m))
                 g_cols.append((o + keep)[:, None])
                 g_w.append(w[m] * p[keep])
-            else:
-                pad = np.full((len(cols), kmax - cols.shape[1]), C)
-                g_user.append(np.full(len(cols), m))
-                g_cols.append(np.hstack([cols, pad]).astype(np.int64))
-                g_w.append(w[m] * s.group_prob)
-        self.cur0 = cur0
-        self.g_user = np.concatenate(g_user).astype(np.int64)
-        self.g_cols = np.concatenate(g_cols).astype(np.int64)
-        self.g_w = np.concatenate(g_w).astype(float)
+            self.g_user = np.concatenate(g_user).astype(np.int64)
+            self.g_cols = np.concatenate(g_cols).astype(np.int64)
+            self.g_w = np.concatenate(g_w).astype(float)
+        else:
+            # one row per (user, group), vectorised over users: columns o_u + l E_u + e, padded with C
+            self.g_user = np.repeat(np.arange(M, dtype=np.int64), [len(s.group_prob) for s in stats])
+            ge = [np.asarray(s.group_experts, dtype=np.int64) for s in stats]
+            if any(g.shape[1] != kmax for g in ge):
+                ge = [np.hstack([g, np.full((len(g), kmax - g.shape[1]), -1, dtype=np.int64)]) for g in ge]
+            ge = np.concatenate(ge)
+            gl = np.concatenate([s.group_layer for s in stats]).astype(np.int64)
+            gu = um[self.g_user]
+            E_u = np.array([m.num_experts for m in models], dtype=np.int64)
+            base = self.offset[gu].astype(np.int64) + gl * E_u[gu]
+            self.g_cols = np.where(ge >= 0, base[:, None] + ge, C).astype(np.int64)
+            self.g_w = (w[self.g_user] * np.concatenate([s.group_prob for s in stats])).astype(float)
         self.submodular = kmax == 1
         # entries: one per (group, real member)
         G = len(self.g_user)
-        gi, ki = np.nonzero(self.g_cols < C)
-        order = np.lexsort((ki, gi, self.g_cols[gi, ki]))   # by column, then group, then position
+        gi, ki = np.nonzero(self.g_cols < C)                 # already by group, then position
+        order = np.argsort(self.g_cols[gi, ki], kind="stable")   # by column, then group, then position
         gi, ki = gi[order], ki[order]
         self.e_group = gi
         self.e_col = self.g_cols[gi, ki]
@@ -199,9 +230,10 @@ class PairModel:
         Sums the entries of each column sequentially (``np.bincount``), so the
         value of a pair is bit-identical whichever range it is computed in.
         """
-        srv = np.arange(self.N) if servers is None else np.atleast_1d(servers)
+        lo, hi = int(lo), int(hi)
+        ns = self.N if servers is None else len(np.atleast_1d(servers))
         a, b = self.col_ptr[lo], self.col_ptr[hi]
-        out = np.zeros((hi - lo) * len(srv))
+        out = np.zeros((hi - lo) * ns)
         if b > a:
             m = self.e_user[a:b]
             ck = cur[m, self.e_col[a:b]]
@@ -210,11 +242,23 @@ class PairModel:
             else:
                 om = np.zeros(b - a)
             gmax = np.maximum(ck, om)
-            new = np.maximum(om[:, None], np.minimum(ck[:, None], self.T[m][:, srv]))
-            val = self.e_w[a:b, None] * (gmax[:, None] - new)
-            bins = (self.e_col[a:b, None] - lo) * len(srv) + np.arange(len(srv))[None, :]
+            if servers is None:
+                # server-major layout (N, entries), built once: each bin still receives its
+                # entries in entry order, so the sums are the same
+                te = self.__dict__.get("_entry_T")
+                if te is None:
+                    te = self._entry_T = np.ascontiguousarray(self.T[self.e_user].T)
+                    self._entry_bins = self.e_col[None, :] * self.N + np.arange(self.N)[:, None]
+                new = np.maximum(om[None, :], np.minimum(ck[None, :], te[:, a:b]))
+                val = self.e_w[None, a:b] * (gmax[None, :] - new)
+                bins = self._entry_bins[:, a:b] - lo * ns
+            else:
+                t = self.T[m][:, np.atleast_1d(servers)]
+                new = np.maximum(om[:, None], np.minimum(ck[:, None], t))
+                val = self.e_w[a:b, None] * (gmax[:, None] - new)
+                bins = (self.e_col[a:b, None] - lo) * ns + np.arange(ns)[None, :]
             out = np.bincount(bins.ravel(), weights=val.ravel(), minlength=out.size)
-        return out.reshape(hi - lo, len(srv))
+        return out.reshape(hi - lo, ns)
 
     def gain(self, cur: np.ndarray, n: int, c: int) -> float:
         """Marginal gain of one pair ``(n, c)``, seconds.
@@ -264,6 +308,14 @@ class PairModel:
         return (int(n), int(self.col_model[c]), int(self.col_layer[c]), int(self.col_expert[c]))
 
 
+def _pair_names(pm: PairModel, picks) -> list[tuple[int, int, int, int]]:
+    """:meth:`PairModel.pair_name` of every pick, vectorised."""
+    if not picks:
+        return []
+    n, c = np.array(picks, dtype=np.int64).T
+    return list(zip(n.tolist(), pm.col_model[c].tolist(), pm.col_layer[c].tolist(), pm.col_expert[c].tolist()))
+
+
 # -- the greedy ------------------------------------------------------------------
 class _Run:
     """State of one greedy run: chosen pairs, current latencies, used storage."""
@@ -293,6 +345,255 @@ def _select(pm: PairModel, run: _Run, gains: np.ndarray):
     return n, c, float(gains[c, n]), float(dens[c, n]), ok
 
 
+def _entry_lists(pm: PairModel) -> dict:
+    """Plain Python copies of the entry arrays, built once per :class:`PairModel` (for fast scalar loops)."""
+    d = pm.__dict__.get("_lists")
+    if d is None:
+        d = dict(e_user=pm.e_user.tolist(), e_w=pm.e_w.tolist(), col_ptr=pm.col_ptr.tolist(),
+                 T_by_server=pm.T.T.tolist(), col_bytes=pm.col_bytes.tolist(),
+                 cap_eff=(pm.cap * (1 + 1e-12)).tolist())
+        pm._lists = d
+    return d
+
+
+def _initial_gains(pm: PairModel, run: _Run) -> np.ndarray:
+    """All gains ``(C, N)`` at the start of ``run``; those of the empty start are computed once per :class:`PairModel`."""
+    empty = not run.picks and not run.x.any() and np.array_equal(run.cur, pm.cur0)
+    if not empty:
+        return pm.gains_range(run.cur, 0, pm.C)
+    g0 = pm.__dict__.get("_g0")
+    if g0 is None:
+        g0 = pm._g0 = pm.gains_range(pm.cur0, 0, pm.C)
+    return g0
+
+
+def _server_heaps(pm: PairModel, gains: np.ndarray, ok: np.ndarray):
+    """One heap per server of ``(-density, c N + n, 0)`` over the pairs ``ok``, and the smallest column size in each.
+
+    A list sorted by key is a heap, so each heap is built by one vectorised sort.
+    """
+    N = pm.N
+    negd = -(gains / pm.col_bytes[:, None])
+    heaps, smallest = [], []
+    for n in range(N):
+        cs = np.flatnonzero(ok[:, n])
+        nd = negd[cs, n]
+        order = np.lexsort((cs, nd))
+        heaps.append(list(zip(nd[order].tolist(), (cs[order] * N + n).tolist(), [0] * cs.size)))
+        smallest.append(float(pm.col_bytes[cs].min()) if cs.size else 0.0)
+    return heaps, smallest
+
+
+def _finish(pm: PairModel, run: _Run, keys: list, used: list) -> _Run:
+    """Write the pairs ``keys`` (``c N + n``, in the order added) and the storage ``used`` back into ``run``."""
+    if not keys:
+        return run
+    k = np.array(keys, dtype=np.int64)
+    pc, pn = k // pm.N, k % pm.N
+    run.x[pc, pn] = True
+    run.used = np.array(used, dtype=float)
+    _apply_all(pm, run.cur, pn, pc)
+    run.picks.extend(zip(pn.tolist(), pc.tolist()))
+    return run
+
+
+def _apply_all(pm: PairModel, cur: np.ndarray, pn: np.ndarray, pc: np.ndarray) -> None:
+    """:meth:`PairModel.apply` of every pair ``(pn[i], pc[i])`` at once (in place; the order does not matter)."""
+    pu = pm.col_model[pc]
+    um = pm.problem.user_model
+    for u in np.unique(pu).tolist():
+        users = np.flatnonzero(um == u)
+        sel = pu == u
+        if users.size:
+            np.minimum.at(cur, (users[:, None], pc[sel][None, :]), pm.T[users][:, pn[sel]])
+
+
+def _celf_submodular(pm: PairModel, run: _Run) -> _Run:
+    """CELF for a submodular pair model (every group has one expert): same picks, less work.
+
+    Chapter *Greedy for K = 1*, Algorithm 1, step 2.  The lazy greedy of the
+    generic loop in :func:`run_greedy`, with refinements that do not change a
+    single pick:
+
+    * freshness per column: with ``K = 1`` adding ``(n, c)`` lowers ``tau`` of
+      column ``c`` only, so a key stays *equal* to the current saving until a
+      pair of its own column is added (a stamp per column instead of per step;
+      a stale key is recomputed when it reaches the top, as in CELF);
+    * one heap per server: a server with no room for its smallest remaining
+      column drops out with its whole heap, and a validated heap top stays
+      valid until its server or its column changes;
+    * the best pair is the smallest ``(-density, c N + n)`` among the heap
+      tops: the tie-breaking of the naive greedy.
+
+    A saving is summed in plain Python over the column's entries in the order
+    of :meth:`PairModel.gains_range`, skipping the entries that add exactly
+    zero (``tau <= t``), so the values are bit-identical.  The state (``x``,
+    ``cur``, ``used``, ``picks``) is written back into ``run`` at the end.
+    """
+    from heapq import heappop, heapreplace
+    L = _entry_lists(pm)
+    N = pm.N
+    eu, ew, cp, TT, cb, capeff = (L["e_user"], L["e_w"], L["col_ptr"], L["T_by_server"], L["col_bytes"],
+                                  L["cap_eff"])
+    gains = _initial_gains(pm, run)
+    run.evaluations += gains.size
+    heaps, smallest = _server_heaps(pm, gains, pm.fits(run.used) & ~run.x & (gains > 0))
+    ecur = run.cur[pm.e_user, pm.e_col].tolist()          # current latency of every entry
+    used = run.used.tolist()
+    ver = [0] * pm.C
+    tops = [None] * N                                      # validated top of each heap (None: empty)
+    need = range(N)
+    keys = []
+    evaluations = 0
+    while True:
+        for n in need:                                     # validate the tops that may have changed
+            h = heaps[n]
+            un, capn, Tn = used[n], capeff[n], TT[n]
+            if h and smallest[n] + un > capn:              # nothing in it fits any more: drop it whole
+                h.clear()
+            top = None
+            while h:
+                top = h[0]
+                c = top[1] // N
+                if cb[c] + un > capn:
+                    heappop(h)                             # will never fit again: storage only fills up
+                elif top[2] != ver[c]:                     # its column changed since: recompute the saving
+                    acc = 0.0
+                    for i in range(cp[c], cp[c + 1]):
+                        d = ecur[i] - Tn[eu[i]]            # > 0 exactly when the entry saves something
+                        if d > 0.0:
+                            acc += ew[i] * d
+                    evaluations += 1
+                    if acc > 0:
+                        heapreplace(h, (-(acc / cb[c]), top[1], ver[c]))
+                    else:
+                        heappop(h)                         # submodular: a zero gain stays zero
+                else:
+                    break
+                top = None
+            tops[n] = top
+        best = None
+        for top in tops:
+            if top is not None and (best is None or top < best):
+                best = top
+        if best is None:
+            break
+        k = best[1]
+        c, bn = divmod(k, N)
+        heappop(heaps[bn])
+        used[bn] += cb[c]
+        ver[c] += 1
+        Tn = TT[bn]
+        for i in range(cp[c], cp[c + 1]):
+            t = Tn[eu[i]]
+            if t < ecur[i]:
+                ecur[i] = t
+        keys.append(k)
+        need = [n for n in range(N) if n == bn or (tops[n] is not None and tops[n][1] // N == c)]
+    run.evaluations += evaluations
+    return _finish(pm, run, keys, used)
+
+
+def _incremental_heap(pm: PairModel, run: _Run) -> _Run:
+    """The exact greedy for any ``K`` (mode ``"incremental"``) with heaps instead of a full scan per step.
+
+    Chapter *Greedy for K = 1*, section "Why not for K >= 2".  Adding ``(n, c)``
+    lowers ``tau`` of column ``c``, which changes (up or down) the savings of
+    ``c`` and of the columns sharing a group with ``c`` only; those are
+    recomputed at once with :meth:`PairModel.gains_range` (bit-identical to a
+    full recomputation), and each pair whose saving changed gets a new stamp
+    and, if it still helps and fits, a new key.  Every key with its pair's
+    current stamp is that pair's current saving, so the best valid heap top,
+    ``(-density, c N + n)``, is the pair the naive greedy picks.
+    """
+    from heapq import heappop, heappush
+    N = pm.N
+    cb, capeff = pm.col_bytes.tolist(), (pm.cap * (1 + 1e-12)).tolist()
+    gains = _initial_gains(pm, run)
+    run.evaluations += gains.size
+    gcur = gains.copy()
+    heaps, smallest = _server_heaps(pm, gains, pm.fits(run.used) & ~run.x & (gains > 0))
+    nb_lo, nb_hi = _neighbour_ranges(pm)
+    col_model = pm.col_model.tolist()
+    users_of = [np.flatnonzero(pm.problem.user_model == u) for u in range(len(pm.problem.models))]
+    used = run.used.tolist()
+    x, cur = run.x, run.cur
+    stamp = [0] * (pm.C * N)                              # stamp of the current saving of pair c N + n
+    tops = [None] * N
+    need = range(N)
+    keys = []
+    while True:
+        for n in need:
+            h = heaps[n]
+            un, capn = used[n], capeff[n]
+            if h and smallest[n] + un > capn:
+                h.clear()
+            top = None
+            while h:
+                top = h[0]
+                if cb[top[1] // N] + un > capn or top[2] != stamp[top[1]]:
+                    heappop(h)                             # no room any more, or superseded by a newer key
+                    top = None
+                else:
+                    break
+            tops[n] = top
+        best = None
+        for top in tops:
+            if top is not None and (best is None or top < best):
+                best = top
+        if best is None:
+            break
+        k = best[1]
+        c, bn = divmod(k, N)
+        heappop(heaps[bn])
+        used[bn] += cb[c]
+        x[c, bn] = True
+        users = users_of[col_model[c]]
+        cur[users, c] = np.minimum(cur[users, c], pm.T[users, bn])
+        keys.append(k)
+        lo, hi = nb_lo[c], nb_hi[c]
+        g = pm.gains_range(cur, lo, hi)
+        run.evaluations += g.size
+        changed = g != gcur[lo:hi]
+        need = {bn}
+        if changed.any():
+            gcur[lo:hi] = g
+            ok = changed & ~x[lo:hi] & (g > 0) & (pm.col_bytes[lo:hi, None] + np.array(used)[None, :]
+                                                   <= pm.cap[None, :] * (1 + 1e-12))
+            negd = -(g / pm.col_bytes[lo:hi, None])
+            for cc, nn in zip(*np.nonzero(changed)):
+                kk = int((lo + cc) * N + nn)
+                stamp[kk] += 1
+                if ok[cc, nn]:
+                    heappush(heaps[nn], (float(negd[cc, nn]), kk, stamp[kk]))
+                need.add(int(nn))
+        for n in range(N):
+            if tops[n] is not None and tops[n][2] != stamp[tops[n][1]]:
+                need.add(n)
+    run.used = np.array(used, dtype=float)
+    run.picks.extend((int(k % N), int(k // N)) for k in keys)
+    return run
+
+
+def _neighbour_ranges(pm: PairModel) -> tuple[list, list]:
+    """For every column ``c``, the range ``lo..hi-1`` of columns whose savings change when ``tau`` of ``c`` changes.
+
+    ``c`` itself and every column sharing a group with it (same model and
+    layer); built once per :class:`PairModel`.
+    """
+    r = pm.__dict__.get("_nb")
+    if r is None:
+        lo = np.arange(pm.C)
+        hi = np.arange(pm.C)
+        if pm.kmax > 1 and len(pm.e_col):
+            oth = pm.e_others
+            real = oth < pm.C
+            np.minimum.at(lo, pm.e_col, np.where(real, oth, pm.C).min(axis=1))
+            np.maximum.at(hi, pm.e_col, np.where(real, oth, -1).max(axis=1))
+        r = pm._nb = (lo.tolist(), (hi + 1).tolist())
+    return r
+
+
 def run_greedy(pm: PairModel, run: _Run, mode: str, record: bool = False) -> _Run:
     """Complete ``run`` by the density greedy (in place) and return it.
 
@@ -309,6 +610,10 @@ def run_greedy(pm: PairModel, run: _Run, mode: str, record: bool = False) -> _Ru
     record : bool
         Keep, for every step, the full gain matrix and the choice (naive mode only).
     """
+    if mode == "celf" and pm.submodular and not record:
+        return _celf_submodular(pm, run)
+    if mode == "incremental" and not record:
+        return _incremental_heap(pm, run)
     if mode == "celf":
         gains = pm.gains_range(run.cur, 0, pm.C)
         run.evaluations += gains.size
@@ -386,7 +691,7 @@ def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, 
     best = run_greedy(pm, _Run(pm), mode)
     best_val, variant = pm.value(best.cur), "density greedy"
     evaluations += best.evaluations
-    g0 = pm.gains_range(pm.cur0, 0, pm.C)
+    g0 = _initial_gains(pm, _Run(pm))                   # the empty start's gains, computed once
     fits0 = pm.fits(np.zeros(pm.N))
     if single or d >= 1:
         cand = np.where(fits0, g0, -np.inf)
@@ -427,13 +732,14 @@ def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, 
                     variant = f"seed of {size}" + (" + greedy" if size == d else "")
     out = pm.to_placement(best.x, method)
     out.info.update(value_s=best_val, variant=variant, enumeration=d, lazy=mode, gain_evaluations=int(evaluations),
-                    seed_sets=seeds_tried, picks=[pm.pair_name(n, c) for n, c in best.picks])
+                    seed_sets=seeds_tried, picks=_pair_names(pm, best.picks))
     if blind:
         out.info["surrogate_value_s"] = best_val
         true = PairModel(problem)
         cur = true.cur0.copy()
-        for n, c in best.picks:
-            true.apply(cur, n, c)
+        if best.picks:
+            pn, pc = np.array(best.picks, dtype=np.int64).reshape(-1, 2).T
+            _apply_all(true, cur, pn, pc)
         out.info["value_s"] = true.value(cur)
     return out
 

@@ -71,9 +71,16 @@ def solve(problem: Problem, method: str = "decomposition", **options) -> Placeme
     return placement
 
 
+_LOADED = False
+
+
 def _load_all():
     # Import every solver module once so that their @register calls run.
+    global _LOADED
+    if _LOADED:
+        return
     import importlib
     import pkgutil
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
+    _LOADED = True

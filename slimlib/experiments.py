@@ -51,7 +51,7 @@ __all__ = [
     "experiment_stats", "experiment_problem", "stats_source_label",
     "fig1_data", "fig6_data", "fig7_data", "fig8_data", "fig9_data", "fig10_data", "fig11_data",
     "point_data", "table1", "table1_markdown", "dominance", "dominance_sentence", "gains", "storage_reading",
-    "short_name", "storage_point_latency", "passes_sentence", "bound_gaps", "main_figures",
+    "short_name", "storage_point_latency", "passes_sentence", "residual_reading", "bound_gaps", "main_figures",
     "FIXED_FIGURES", "FIG2_STATS", "FIG2_LAYER", "figure_names",
 ]
 
@@ -1186,6 +1186,90 @@ def storage_reading(table: ResultTable, proposed: Sequence[str], baselines: Sequ
                 big=_label(big), lat=lat * 1e3, none=none * 1e3, red_none=1 - lat / none,
                 vs_best=_compare_phrase(1 - lat / lb, short_name(b)), adv=adv, adv_at=adv_at,
                 n_opt=len(ratios), gap_opt=max(ratios) if ratios else float("nan"))
+
+
+def residual_reading(table: ResultTable, proposed: Sequence[str], baselines: Sequence[str]) -> str:
+    """Explain, in sentences, every storage point where a proposed method is above a baseline.
+
+    Used by the chapter *Experiments* to read Figures 6 and 7: after
+    :func:`storage_reading` has said *whether* the decomposition is ever above
+    a baseline, this says *why* at each such point.  The points come from
+    :func:`dominance` (means over the seeds; for each point the baseline with
+    the largest relative excess).  Each point is re-solved on the same
+    problems and seeds as the table (:func:`experiment_problem` with the
+    table's ``meta["seeds"]``, every solver with its default options) and, on
+    the seed where the proposed method loses most, its placement is compared
+    layer by layer with the baseline's
+    (:func:`slimlib.solvers.decomposition.compare_placements`).  The sentence
+    then says either that both cache the same experts on other servers (the
+    stages' order), or which layer the last stage could not complete, what it
+    costs, and the mean latency after a second pass over the servers
+    (``passes=2``, :func:`storage_point_latency`).  The explanation reads the
+    re-solved placements, so it is meaningful for tables made by the data
+    functions with the same solvers; the head of each sentence quotes the
+    table.
+
+    Parameters
+    ----------
+    table : ResultTable
+        Output of :func:`fig6_data` or :func:`fig7_data`: panels are model
+        card names, values the edge storage per server in GB, and
+        ``meta["seeds"]`` the seeds.
+    proposed, baselines : sequence of str
+        Method names, as for :func:`dominance`.
+
+    Returns
+    -------
+    str
+        One sentence (two for a layer the stages could not complete) per
+        point, ordered by increasing relative excess and joined by spaces;
+        ``""`` when no proposed method is above any baseline at any point.
+        Latencies are printed in ms per token.
+    """
+    from .plotting.experiments import _label
+    from .solvers import solve
+    from .solvers.decomposition import compare_placements
+    worst = {}
+    for b in dominance(table, proposed, baselines):
+        key = (b["panel"], b["value"])
+        if key not in worst or b["excess"] > worst[key]["excess"]:
+            worst[key] = b
+    parts = []
+    for (pan, v), b in sorted(worst.items(), key=lambda kv: kv[1]["excess"]):
+        cases = []
+        for seed in table.meta["seeds"]:
+            p, _ = experiment_problem(pan, seed=seed, server_storage_gb=v)
+            pl = solve(p, b["method"])
+            d = compare_placements(p, pl, solve(p, b["baseline"]))
+            cases.append((d["latency_a"] - d["latency_b"], seed, p, pl, d))
+        _, seed, p, pl, d = max(cases, key=lambda c: c[0])
+        name, base = short_name(b["method"]), short_name(b["baseline"])
+        diff = (b["latency"] - b["baseline_latency"]) * 1e3
+        if b["excess"] < 1e-3:
+            head = (f"At {_label(pan)}, {v:g} GB, {name} needs {diff:.1e} ms ({b['excess']:.0e} relative) "
+                    f"more than {base}")
+        else:
+            head = (f"At {_label(pan)}, {v:g} GB, {name} needs {b['latency'] * 1e3:.2f} ms against {base}'s "
+                    f"{b['baseline_latency'] * 1e3:.2f} ms ({b['excess']:.1%} more)")
+        if d["only_a"] == d["only_b"] == 0:
+            k = int(sum(x.sum() for x in d["edge_a"]))
+            parts.append(f"{head}: both cache the same {k} experts at the edge and {d['moved']} of them sit on other "
+                         f"servers, because a stage ranks the uncached experts by what they save against the cloud, "
+                         f"not by which server will serve them best once the later stages are done.")
+        else:
+            u, l = d["worst"]
+            slots = int(p.network.server_capacity_bytes.min() // p.models[u].expert_bytes)
+            before = int(pl.server[u][pl.info["order"][:-1], l].any(axis=0).sum())
+            again = storage_point_latency(pan, v, table.meta["seeds"], b["method"], passes=2)
+            parts.append(f"{head}: with seed {seed} every {slots}-expert stage completes the groups that pay off "
+                         f"within its own storage, so layer {l} still had {before} of its {p.models[u].num_experts} "
+                         f"experts at the edge before the last stage and {int(d['edge_a'][u][l])} after it "
+                         f"({base}: {int(d['edge_b'][u][l])}); that layer alone costs "
+                         f"{d['layer_a'][u][l] * 1e3:.2f} ms per token against {d['layer_b'][u][l] * 1e3:.2f} ms, more "
+                         f"than the {-d['rest_delta'] * 1e3:.2f} ms the stages save on all other layers together. "
+                         f"Visiting every server once more (option passes=2, block coordinate ascent) brings the "
+                         f"mean over the seeds to {again * 1e3:.2f} ms.")
+    return " ".join(parts)
 
 
 # ---------------------------------------------------------------------------

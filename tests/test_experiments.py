@@ -86,6 +86,40 @@ def test_dominance_and_gains_on_a_hand_made_table():
     assert g["mean"] == pytest.approx((0.5 + 0.75) / 2) and g["at_max"] == ("p", 2)
 
 
+def test_residual_reading_names_the_points_where_a_proposed_method_loses():
+    """A hand-made Figure 6 table on Switch-base-8 (Table 1 network, seed 0): empty reading when the
+    decomposition is below every baseline; otherwise one sentence per point, worst last, whose numbers
+    come from the table and from re-solving the point."""
+    from slimlib.solvers.decomposition import compare_placements
+
+    def row(m, v, lat):
+        return dict(figure="fig6", panel="switch-base-8", method=m, sweep="server_storage_gb", value=v,
+                    model="switch-base-8", top_k=1, bytes_per_param=4.0, seed=0, latency_s=lat, comm_latency_s=lat,
+                    runtime_s=0.0, status="ok", stats_source="s")
+    meta = dict(figure="fig6", seeds=[0])
+    good = E.ResultTable([row("decomposition", 0.1, 0.010), row("popularity", 0.1, 0.020), row("none", 0.1, 0.030)],
+                         meta)
+    assert E.residual_reading(good, ["decomposition"], ["none", "popularity"]) == ""
+    # made to lose: 50% above popularity at 0.1 GB, 1e-5 relative above it at 0.2 GB
+    bad = E.ResultTable([row("decomposition", 0.1, 0.030), row("popularity", 0.1, 0.020),
+                         row("decomposition", 0.2, 0.02000002), row("popularity", 0.2, 0.020)], meta)
+    text = E.residual_reading(bad, ["decomposition"], ["popularity"])
+    tiny, big = "At Switch-base-8, 0.2 GB, the decomposition needs 2.0e-05 ms (1e-06 relative) more than popularity", \
+        "At Switch-base-8, 0.1 GB, the decomposition needs 30.00 ms against popularity's 20.00 ms (50.0% more)"
+    assert text.startswith(tiny) and big in text and text.index(tiny) < text.index(big)    # by increasing excess
+    # the explanation of the 0.1 GB point matches a direct comparison of the two placements
+    p, _ = E.experiment_problem("switch-base-8", seed=0, server_storage_gb=0.1)
+    d = compare_placements(p, slimlib.solve(p, "decomposition"), slimlib.solve(p, "popularity"))
+    tail = text[text.index(big) + len(big):]
+    if d["only_a"] == d["only_b"] == 0:
+        assert tail.startswith(f": both cache the same {int(sum(x.sum() for x in d['edge_a']))} experts")
+    else:
+        again = E.storage_point_latency("switch-base-8", 0.1, [0], "decomposition", passes=2)
+        assert tail.startswith(": with seed 0 every ")
+        assert f"that layer alone costs {d['layer_a'][0][d['worst'][1]] * 1e3:.2f} ms" in tail
+        assert tail.endswith(f"brings the mean over the seeds to {again * 1e3:.2f} ms.")
+
+
 def test_table1_from_data():
     p = slimlib.load_parameters()
     rows = E.table1()

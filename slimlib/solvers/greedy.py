@@ -60,8 +60,8 @@ whole layer are cheap to refresh.
 
 Fast paths
 ----------
-The default runs never scan all pairs per step (:func:`_celf_submodular`
-for ``K = 1``, :func:`_incremental_heap` otherwise): one heap of
+The default runs never scan all pairs per step (``_celf_submodular``
+for ``K = 1``, ``_incremental_heap`` otherwise): one heap of
 ``(-density, c N + n)`` per server, a stamp per column (``K = 1``: adding
 ``(n, c)`` changes ``tau`` of column ``c`` only, so every other key stays
 exact) or per pair (``K >= 2``: only the columns sharing a group with ``c``

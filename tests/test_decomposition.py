@@ -460,3 +460,59 @@ def test_compare_placements():
     assert e["only_a"] == int(pl.server[0].any(axis=0).sum()) and e["only_b"] == 0 and e["moved"] == 0
     same = dec.compare_placements(q, pl, pl)
     assert same["worst_delta"] == same["rest_delta"] == 0.0 and same["moved"] == 0
+
+
+# -- the fast internals return exactly what the reference functions return -------------------------
+@settings(max_examples=200)
+@given(st.lists(st.one_of(st.floats(-50, 50, allow_nan=False), st.just(-np.inf)), min_size=1, max_size=60),
+       st.lists(st.floats(-50, 50, allow_nan=False), min_size=1, max_size=12), st.integers(1, 5))
+def test_fast_dp_step_is_maxplus_strided(a, b, step):
+    a, b = np.array(a), np.array(b)
+    c_ref, arg_ref = slimlib.maxplus.maxplus_strided(a, b, step, len(a))
+    c, arg = dec._maxplus_step(a, b, step)
+    assert np.array_equal(c, c_ref) and np.array_equal(arg, arg_ref)
+    if np.isfinite(a).all():
+        c2, arg2 = dec._maxplus_step(a, b, step, finite=True)
+        assert np.array_equal(c2, c_ref) and np.array_equal(arg2, arg_ref)
+
+
+@settings(max_examples=200)
+@given(stage_tables(), st.sampled_from([0.5, 0.2, 0.05, 0.01]))
+def test_trusted_combinations_are_the_checked_ones(tables, eps):
+    hs, sizes, cap = tables
+    ref = combine_dp(hs, sizes, cap)
+    got = combine_dp(hs, sizes, cap, _trusted=True)
+    assert np.array_equal(got[0], ref[0]) and got[1] == ref[1]
+    ca, va, ia = combine_accelerated(hs, sizes.astype(float), float(cap), eps)
+    cb, vb, ib = combine_accelerated(hs, sizes.astype(float), float(cap), eps, _trusted=True)
+    assert np.array_equal(ca, cb) and va == vb and ia == ib
+    assert dec._concave_flags(hs, 1e-9) == [slimlib.maxplus.is_concave(h, 1e-9) for h in hs]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stage_latency_is_the_evaluator_without_the_server(seed):
+    p = random_problem(seed, num_users=4, num_servers=3, num_layers=2, num_experts=5, top_k=1 + seed % 3,
+                       server_slots=(1, 6), device_slots=(0, 2))
+    rng = np.random.default_rng(seed)
+    for n in range(p.num_servers):
+        pl = random_others(p, n, rng)
+        pl.server[0][n] = rng.random(pl.server[0][n].shape) < 0.5        # ignored by the stage
+        tau, t_srv = dec.stage_latency(p, pl, n)
+        base = pl.copy()
+        base.server[0][n] = False
+        for m in range(p.num_users):
+            assert np.array_equal(tau[m], slimlib.expert_latency(p, base, m))
+        assert np.array_equal(t_srv, slimlib.call_latency(p).edge[:, n])
+
+
+def test_top_c_sets_are_prefixes():
+    p = random_problem(1, num_users=3, num_servers=2, num_layers=3, num_experts=6, top_k=1, server_slots=(3, 6))
+    items = layer_gains(p, Placement.empty(p), 0)
+    assert items
+    for it in items:
+        assert it.how == "top-c" and len(it.sets) == len(it.h)
+        ranking = it.sets[-1]
+        for c, s in enumerate(it.sets):
+            assert np.array_equal(s, ranking[:c]) and np.array_equal(dec._chosen(it, c), s)
+        # h is the running sum of the single gains in ranking order
+        assert it.h[0] == 0 and np.all(np.diff(it.h) > 0)

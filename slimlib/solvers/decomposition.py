@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import combinations
 from typing import Sequence
 
@@ -108,6 +109,43 @@ class LayerGain:
         return self.how != "heuristic"
 
 
+class _PrefixGain(LayerGain):
+    """A ``"top-c"`` :class:`LayerGain` whose ``sets`` are the prefixes of one ranking, listed on first access.
+
+    ``sets[c]`` is ``ranking[:c]``; :meth:`chosen` gives one without building
+    the list (a stage reads only the chosen ``c``).
+    """
+
+    @property
+    def sets(self) -> list:
+        d = self.__dict__
+        if d.get("_sets") is None:
+            r = d["_ranking"]
+            d["_sets"] = [r[:c] for c in range(len(r) + 1)]
+        return d["_sets"]
+
+    @sets.setter
+    def sets(self, value):
+        self.__dict__["_sets"] = value
+
+    def chosen(self, c: int) -> np.ndarray:
+        if self.__dict__.get("_sets") is None:
+            return self.__dict__["_ranking"][:c]
+        return self.sets[c]
+
+
+def _prefix_gain(model: int, layer: int, size_bytes: float, h: np.ndarray, ranking: np.ndarray,
+                 evaluated: int) -> _PrefixGain:
+    it = _PrefixGain(model, layer, size_bytes, h, None, "top-c", evaluated)
+    it.__dict__["_ranking"] = ranking
+    return it
+
+
+def _chosen(it: LayerGain, c: int) -> np.ndarray:
+    """``it.sets[c]``."""
+    return it.chosen(c) if isinstance(it, _PrefixGain) else it.sets[c]
+
+
 @dataclass
 class StageResult:
     """One stage of Algorithm 2 or 3: server ``n``'s cache given all other caches.
@@ -155,7 +193,7 @@ class StageResult:
 
 
 # -- server order ---------------------------------------------------------------------
-def server_order(problem: Problem, order="latency") -> list[int]:
+def server_order(problem: Problem, order="latency", *, _calls: CallLatency | None = None) -> list[int]:
     """The order in which the stages visit the servers (chapter *Successive decomposition*, "Server order").
 
     Parameters
@@ -188,7 +226,8 @@ def server_order(problem: Problem, order="latency") -> list[int]:
     net = problem.network
     if isinstance(order, str):
         if order == "latency":
-            t = net.user_weight @ call_latency(problem).edge / float(net.user_weight.sum())   # (N,) seconds
+            edge = (call_latency(problem) if _calls is None else _calls).edge
+            t = net.user_weight @ edge / float(net.user_weight.sum())   # (N,) seconds
             # lexsort: last key first; np.lexsort is stable, so full ties keep the index order
             return [int(n) for n in np.lexsort((-net.server_capacity_bytes, t))]
         if order == "capacity":
@@ -224,18 +263,75 @@ def stage_latency(problem: Problem, placement: Placement, server: int,
         ``t_{m,n}``, seconds (eq. (5) of chapter *The system model*).
     """
     c = call_latency(problem) if calls is None else calls
-    out = []
-    for m in range(problem.num_users):
-        u = problem.user_model[m]
-        x = placement.server[u]                                   # (N, L, E)
-        y = placement.device[m]
-        others = np.delete(np.arange(problem.num_servers), server)
-        tau = np.where(y, min(c.local[m], c.cloud[m]), c.cloud[m])
-        if len(others):
-            edge = np.where(x[others], c.edge[m, others][:, None, None], np.inf).min(axis=0)
-            tau = np.minimum(tau, edge)
-        out.append(tau)
-    return out, c.edge[:, server].copy()
+    tau, t_srv, _ = _Context(problem, placement, c).stage_latency(placement, server)
+    return tau, t_srv
+
+
+class _Context:
+    """What the stages of one run share (private; built once per solve, read-only afterwards).
+
+    Per model ``u`` with users ``m_1 < m_2 < ...``: the latency of every expert
+    with no server at all (device if cached, else cloud), stacked over the
+    users, ``(M_u, L, E)``; the users' call latency through each server,
+    ``(M_u, N)``; and lazily the stage-independent parts of the gain tables
+    (``weighted_marginals``, the merged groups of ``_dense_gains``)
+    and the DP's capacity units.  The stage computations use exactly the
+    floating-point operations of the per-user formulas (minima and maxima are
+    exact; sums keep their order), so the results are identical bit for bit.
+    """
+
+    def __init__(self, problem: Problem, placement: Placement, calls: CallLatency):
+        self.problem = problem
+        self.calls = calls
+        self.users = [problem.users_of(u) for u in range(len(problem.models))]
+        self.device_tau, self.edge = [], []
+        for us in self.users:
+            if len(us) == 0:
+                self.device_tau.append(None)
+                self.edge.append(None)
+                continue
+            y = np.stack([placement.device[m] for m in us])                      # (M_u, L, E)
+            near = np.minimum(calls.local[us], calls.cloud[us])
+            self.device_tau.append(np.where(y, near[:, None, None], calls.cloud[us][:, None, None]))
+            self.edge.append(calls.edge[us])                                      # (M_u, N)
+        self._wmarg: dict = {}
+        self._dense: dict = {}
+        self.units: dict = {}
+        self._masks: dict = {}
+
+    def stage_latency(self, placement: Placement, server: int):
+        """``(tau_before per user, t_server (M,), tau_before stacked per model (M_u, L, E))``."""
+        N = self.problem.num_servers
+        tau = [None] * self.problem.num_users
+        stacks = []
+        for u, us in enumerate(self.users):
+            if self.device_tau[u] is None:
+                stacks.append(None)
+                continue
+            x = placement.server[u]                                               # (N, L, E)
+            others = [k for k in range(N) if k != server and x[k].any()]          # empty servers change nothing
+            if others:
+                edge = np.where(x[others][None], self.edge[u][:, others, None, None], np.inf).min(axis=1)
+                t = np.minimum(self.device_tau[u], edge)
+            else:
+                t = self.device_tau[u].copy()
+            stacks.append(t)
+            for i, m in enumerate(us):
+                tau[m] = t[i]
+        return tau, self.calls.edge[:, server].copy(), stacks
+
+    def weighted_marginals(self, u: int) -> np.ndarray:
+        """``w_m p_m(l, e)`` stacked over the users of model ``u``, ``(M_u, L, E)``."""
+        if u not in self._wmarg:
+            w = self.problem.network.user_weight
+            self._wmarg[u] = np.stack([w[m] * self.problem.stats[m].marginals() for m in self.users[u]])
+        return self._wmarg[u]
+
+    def mask_sets(self, E: int) -> list:
+        """``np.flatnonzero`` of the bits of every mask ``0 .. 2^E - 1``."""
+        if E not in self._masks:
+            self._masks[E] = [np.flatnonzero((x >> np.arange(E)) & 1) for x in range(2 ** E)]
+        return self._masks[E]
 
 
 def _slots(capacity_bytes: float, size_bytes: float) -> int:
@@ -472,69 +568,119 @@ def grow_heuristic(terms: _Terms, cmax: int, groups_per_step: int = HEURISTIC_GR
     return h, sets, evaluated
 
 
-def _dense_gains(problem: Problem, u: int, tau_b, t_srv, cap: int) -> list:
-    """Exact ``h`` of every layer of model ``u`` at once, enumerating all subsets of all ``E`` experts.
-
-    The same enumeration as the per-layer path, vectorised over layers (used
-    when ``E <= DENSE_MAX_EXPERTS``, e.g. the MoE-LLaVA models with ``E = 4``).
-    """
+def _dense_tables(problem: Problem, u: int, users) -> dict:
+    """The stage-independent part of ``_dense_gains`` for model ``u`` (its users' groups, merged)."""
     mod = problem.models[u]
     E, K, L = mod.num_experts, mod.top_k, mod.num_layers
     w = problem.network.user_weight
-    lay, grp, bef, aft, wt = [], [], [], [], []
-    for m in problem.users_of(u):
+    lay, grp, wt, who = [], [], [], []
+    for i, m in enumerate(users):
         s = problem.stats[m]
-        b = tau_b[m][s.group_layer[:, None], s.group_experts]
         lay.append(s.group_layer)
         grp.append(s.group_experts)
-        bef.append(b)
-        aft.append(np.minimum(b, t_srv[m]))
         wt.append(w[m] * s.group_prob)
-    lay, grp, bef, aft, wt = map(np.concatenate, (lay, grp, bef, aft, wt))
-    bits = ((np.arange(2 ** K)[:, None] >> np.arange(K)) & 1).astype(bool)
-    val = np.where(bits[None], aft[:, None, :], bef[:, None, :]).max(axis=2)
-    tab = wt[:, None] * (bef.max(axis=1)[:, None] - val)                      # (T, 2^K)
+        who.append(np.full(len(s.group_layer), i))
+    lay, grp, wt, who = map(np.concatenate, (lay, grp, wt, who))
     key = lay * E ** K + (grp * E ** np.arange(K)).sum(axis=1)
     uk, inv = np.unique(key, return_inverse=True)
-    agg = np.zeros((len(uk), 2 ** K))
-    np.add.at(agg, inv.ravel(), tab)
+    inv = inv.ravel()
     first = np.zeros(len(uk), np.int64)
-    first[inv.ravel()] = np.arange(len(key))
-    g_lay, g_exp = lay[first], grp[first]
+    first[inv] = np.arange(len(key))
+    cell = (inv[None, :] * 2 ** K + np.arange(2 ** K)[:, None]).ravel()     # (2^K, T) term -> table cell
+    return dict(lay=lay, grpT=np.ascontiguousarray(grp.T), wt=wt, who=who, cell=cell, T=len(uk),
+                g_lay=lay[first], g_exp=grp[first], caps={})
+
+
+def _dense_masks(tab: dict, E: int, K: int, L: int, cap: int) -> dict:
+    """The subsets of at most ``cap`` experts, ordered by size (then mask), and the gather indices per layer."""
+    if cap in tab["caps"]:
+        return tab["caps"][cap]
     masks = np.arange(2 ** E, dtype=np.int64)
     pop = np.array([bin(x).count("1") for x in masks])
     keep = pop <= cap
     masks, pop = masks[keep], pop[keep]
-    b = np.zeros((len(masks), len(uk)), np.int64)
+    nmasks = len(masks)
+    perm = np.argsort(pop, kind="stable")                  # by size; within a size, by mask
+    masks, pop = masks[perm], pop[perm]
+    g_exp, g_lay, T = tab["g_exp"], tab["g_lay"], tab["T"]
+    b = np.zeros((len(masks), T), np.int64)
     for k in range(K):
         b |= ((masks[:, None] >> g_exp[None, :, k]) & 1) << k
-    vals = agg[np.arange(len(uk))[None, :], b]                                 # (S, T')
-    per_layer = np.zeros((len(masks), L))
+    flat = np.arange(T)[None, :] * 2 ** K + b              # index into the (T, 2^K) table, raveled
+    cols = [flat[:, g_lay == l] for l in range(L)]         # (S, T_l) per layer
+    bounds = np.searchsorted(pop, np.arange(cap + 2))
+    out = dict(masks=masks, nmasks=nmasks, cols=cols, bounds=bounds)
+    tab["caps"][cap] = out
+    return out
+
+
+def _dense_gains(problem: Problem, u: int, tau_b, t_srv, cap: int, ctx: "_Context | None" = None,
+                 stack: np.ndarray | None = None) -> list:
+    """Exact ``h`` of every layer of model ``u`` at once, enumerating all subsets of all ``E`` experts.
+
+    The same enumeration as the per-layer path, vectorised over layers (used
+    when ``E <= DENSE_MAX_EXPERTS``, e.g. the MoE-LLaVA models with ``E = 4``).
+    ``ctx`` and ``stack`` (``tau_b`` of the model's users stacked,
+    ``(M_u, L, E)``) only save work.
+    """
+    mod = problem.models[u]
+    E, K, L = mod.num_experts, mod.top_k, mod.num_layers
+    users = problem.users_of(u) if ctx is None else ctx.users[u]
+    if ctx is None:
+        tab = _dense_tables(problem, u, users)
+    else:
+        tab = ctx._dense.get(u)
+        if tab is None:
+            tab = ctx._dense[u] = _dense_tables(problem, u, users)
+    if stack is None:
+        stack = np.stack([tau_b[m] for m in users])
+    # Transposed, (K, T) and (2^K, T): every array operation runs along the long axis.  The maxima of
+    # K latencies are taken pairwise (latencies are positive numbers, so a maximum is the same float
+    # however it is taken), and each table cell sums its terms in row order (np.bincount, like np.add.at).
+    who, lay = tab["who"], tab["lay"]
+    bef = stack[who[None, :], lay[None, :], tab["grpT"]]                       # (K, T)
+    aft = np.minimum(bef, t_srv[users][who][None, :])
+    bmax = bef[0]
+    for k in range(1, K):
+        bmax = np.maximum(bmax, bef[k])
+    val = np.empty((2 ** K, len(who)))
+    for b in range(2 ** K):                                                    # subset b of the group's experts on n
+        v = aft[0] if b & 1 else bef[0]
+        for k in range(1, K):
+            v = np.maximum(v, aft[k] if b >> k & 1 else bef[k])
+        val[b] = v
+    terms = tab["wt"][None, :] * (bmax[None, :] - val)                        # (2^K, T)
+    flat = np.bincount(tab["cell"], weights=terms.ravel(), minlength=tab["T"] * 2 ** K)   # (T', 2^K) raveled
+    mk = _dense_masks(tab, E, K, L, cap)
+    per_layer = np.zeros((len(mk["masks"]), L))
     for l in range(L):                                                         # sum of each layer's terms
-        per_layer[:, l] = vals[:, g_lay == l].sum(axis=1)
-    items = []
+        per_layer[:, l] = flat[mk["cols"][l]].sum(axis=1)
     hs = np.zeros((cap + 1, L))
     best = np.zeros((cap + 1, L), np.int64)
-    for c in range(cap + 1):
-        idx = np.flatnonzero(pop == c)
-        j = np.argmax(per_layer[idx], axis=0)
-        hs[c] = per_layer[idx[j], np.arange(L)]
-        best[c] = masks[idx[j]]
-    for l in range(L):
-        h = np.maximum.accumulate(np.maximum(hs[:, l], 0.0))
-        if not h[-1] > 0:
-            continue
-        sets = [np.flatnonzero((best[c, l] >> np.arange(E)) & 1) for c in range(cap + 1)]
-        for c in range(1, cap + 1):
-            if not h[c] > h[c - 1]:
-                sets[c] = sets[c - 1]
-        top = int(np.flatnonzero(h >= h[-1])[0])
-        items.append(LayerGain(u, l, mod.expert_bytes, h[:top + 1], sets[:top + 1], "enumeration", len(masks)))
+    cols = np.arange(L)
+    bounds, masks = mk["bounds"], mk["masks"]
+    for c in range(cap + 1):                                                   # best subset of each size
+        blk = per_layer[bounds[c]:bounds[c + 1]]
+        j = np.argmax(blk, axis=0)
+        hs[c] = blk[j, cols]
+        best[c] = masks[bounds[c] + j]
+    H = np.maximum.accumulate(np.maximum(hs.T, 0.0), axis=1)                  # (L, cap + 1)
+    # the smallest set reaching each value: the set of the last size where h improved
+    step = np.concatenate([np.ones((L, 1), bool), H[:, 1:] > H[:, :-1]], axis=1)
+    src = np.maximum.accumulate(np.where(step, np.arange(cap + 1), 0), axis=1)
+    top = np.argmax(H >= H[:, -1:], axis=1)                                    # no column beyond the last improvement
+    ms = (ctx.mask_sets(E) if ctx is not None else
+          [np.flatnonzero((x >> np.arange(E)) & 1) for x in range(2 ** E)])
+    items = []
+    for l in np.flatnonzero(H[:, -1] > 0).tolist():
+        t = int(top[l])
+        sets = [ms[best[c, l]] for c in src[l, :t + 1].tolist()]
+        items.append(LayerGain(u, l, mod.expert_bytes, H[l, :t + 1], sets, "enumeration", mk["nmasks"]))
     return items
 
 
 def layer_gains(problem: Problem, placement: Placement, server: int, *, enum_limit: int = ENUM_LIMIT,
-                calls: CallLatency | None = None, _lat=None) -> list[LayerGain]:
+                calls: CallLatency | None = None, _lat=None, _ctx: _Context | None = None) -> list[LayerGain]:
     """``h_{u,l}(c)`` for every (model, layer) at the stage of ``server`` (chapter *Successive decomposition*, eq. (H)).
 
     Parameters
@@ -555,12 +701,17 @@ def layer_gains(problem: Problem, placement: Placement, server: int, *, enum_lim
     list of LayerGain
         Only layers with a positive gain for some ``c``.
     """
-    tau_b, t_srv = stage_latency(problem, placement, server, calls) if _lat is None else _lat
+    if _ctx is None:
+        _ctx = _Context(problem, placement, call_latency(problem) if calls is None else calls)
+    if _lat is None:
+        _lat = _ctx.stage_latency(placement, server)
+    tau_b, t_srv = _lat[0], _lat[1]
+    stacks = _lat[2] if len(_lat) > 2 else [None if len(us) == 0 else np.stack([tau_b[m] for m in us])
+                                            for us in _ctx.users]
     Q = float(problem.network.server_capacity_bytes[server])
     items = []
-    w = problem.network.user_weight
     for u, mod in enumerate(problem.models):
-        users = problem.users_of(u)
+        users = _ctx.users[u]
         if len(users) == 0:
             continue
         s = mod.expert_bytes
@@ -568,20 +719,21 @@ def layer_gains(problem: Problem, placement: Placement, server: int, *, enum_lim
         if cap == 0:
             continue
         if mod.top_k == 1:
+            gain = _ctx.weighted_marginals(u) * np.maximum(stacks[u] - t_srv[users][:, None, None], 0.0)
             single = np.zeros((mod.num_layers, mod.num_experts))
-            for m in users:
-                single += w[m] * problem.stats[m].marginals() * np.maximum(tau_b[m] - t_srv[m], 0.0)
-            for l in range(mod.num_layers):
-                order = np.argsort(-single[l], kind="stable")
-                pos = order[single[l][order] > 0][:cap]
-                if len(pos) == 0:
-                    continue
-                h = np.concatenate([[0.0], np.cumsum(single[l][pos])])
-                items.append(LayerGain(u, l, s, h, [pos[:c] for c in range(len(pos) + 1)], "top-c",
-                                       mod.num_experts))
+            for g in gain:                                     # users in index order, as a running sum
+                single += g
+            order = np.argsort(-single, axis=1, kind="stable")
+            ranked = np.take_along_axis(single, order, axis=1)     # decreasing: the positive ones first
+            npos = np.minimum((ranked > 0).sum(axis=1), cap)
+            cum = np.zeros((mod.num_layers, mod.num_experts + 1))
+            np.cumsum(ranked, axis=1, out=cum[:, 1:])          # row l: h of layer l (0, then running sums)
+            for l in np.flatnonzero(npos).tolist():
+                c = int(npos[l])
+                items.append(_prefix_gain(u, l, s, cum[l, :c + 1], order[l, :c], mod.num_experts))
             continue
         if mod.num_experts <= DENSE_MAX_EXPERTS and _subset_count(mod.num_experts, cap) <= enum_limit:
-            items += _dense_gains(problem, u, tau_b, t_srv, cap)
+            items += _dense_gains(problem, u, tau_b, t_srv, cap, _ctx, stacks[u])
             continue
         for l in range(mod.num_layers):
             terms = _Terms(*_layer_terms(problem, u, l, tau_b, t_srv), mod.top_k)
@@ -653,8 +805,55 @@ def dp_unit(sizes_bytes, capacity_bytes: float, unit=None, max_units: int = MAX_
     return float(unit), bool(np.all(np.abs(r - np.round(r)) <= 1e-9 * np.maximum(1, r)))
 
 
+def _strided_index(step: int, m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``idx[q, j] = q - j * step``, or ``n`` (a sentinel) where that is negative, shape ``(n, m)``; and ``arange(n)``.
+
+    Small ones (at most ``2**13`` entries, the usual stage) are cached.
+    """
+    if m * n <= 1 << 13:
+        return _strided_index_cached(step, m, n)
+    src = np.arange(n)[:, None] - step * np.arange(m)[None, :]
+    return np.where(src >= 0, src, n), np.arange(n)
+
+
+@lru_cache(maxsize=128)
+def _strided_index_cached(step: int, m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    src = np.arange(n)[:, None] - step * np.arange(m)[None, :]
+    idx = np.where(src >= 0, src, n)
+    q = np.arange(n)
+    idx.setflags(write=False)
+    q.setflags(write=False)
+    return idx, q
+
+
+def _maxplus_step(a: np.ndarray, b: np.ndarray, step: int, finite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`slimlib.maxplus.maxplus_strided` ``(a, b, step, len(a))`` for inputs known to be valid.
+
+    Same result bit for bit (the same sums ``a[q - j step] + b[j]`` and the
+    first arg-max over ``j``), without the input checks, with the gather
+    indices cached and ``j`` along the contiguous axis; the large case is
+    delegated.  ``a``: floats, finite or ``-inf``; ``b``: finite floats.
+    ``finite=True`` promises that ``a`` is finite, so no ``c[q]`` is ``-inf``.
+    """
+    n = len(a)
+    m = min(len(b), (n - 1) // step + 1)
+    if m * n > 1 << 16:
+        return maxplus_strided(a, b, step, n)
+    idx, q = _strided_index(step, m, n)
+    ext = np.empty(n + 1)
+    ext[:n] = a
+    ext[n] = -np.inf
+    cand = ext[idx]
+    cand += b[None, :m]
+    arg = cand.argmax(axis=1)
+    c = cand[q, arg]
+    if not finite:
+        arg[c == -np.inf] = -1
+    return c, arg
+
+
 def combine_dp(h_list: Sequence, sizes_units: Sequence[int], capacity_units: int, *,
-               keep_table: bool = False):
+               keep_table: bool = False, _trusted: bool = False):
     """Algorithm 2's DP: split the capacity across layers exactly (chapter *Successive decomposition*, eq. (DP)).
 
     ``F_0(q) = 0``, ``F_k(q) = max_{c: c s_k <= q} F_{k-1}(q - c s_k) + h_k(c)``;
@@ -681,16 +880,23 @@ def combine_dp(h_list: Sequence, sizes_units: Sequence[int], capacity_units: int
     table : ndarray, shape (J + 1, Q + 1) or None
     choice : ndarray of int, shape (J, Q + 1) or None
     """
+    # _trusted (private, solve_stage): the h_k are LayerGain.h float arrays; skip their checks (same result)
     Q = V.number("capacity_units", capacity_units, integer=True, nonneg=True)
     J = len(h_list)
     F = np.zeros(Q + 1)
     args = []
     rows = [F] if keep_table else None
+    finite = True
     for k in range(J):
         w = int(sizes_units[k])
         if w < 1:
             raise V.fail(f"sizes_units[{k}]", w, "must be >= 1")
-        F, arg = maxplus_strided(F, h_list[k], w, Q + 1)
+        if _trusted:
+            h = h_list[k]
+            finite = finite and math.isfinite(h[0])          # F_0 = 0, and F_k >= F_{k-1} + h_k[0]
+            F, arg = _maxplus_step(F, h, w, finite=finite)
+        else:
+            F, arg = maxplus_strided(F, h_list[k], w, Q + 1)
         args.append(arg.astype(np.int16 if len(h_list[k]) < 2 ** 15 else np.int32))
         if keep_table:
             rows.append(F)
@@ -709,19 +915,107 @@ def combine_dp(h_list: Sequence, sizes_units: Sequence[int], capacity_units: int
 def _hull_segments(H: np.ndarray, size: float):
     """Upper concave hull of ``(c * size, H[c])``: list of (cost, value, c_to)."""
     pts = []
-    for c in range(len(H)):
+    for c, h in enumerate(np.asarray(H, float).tolist()):          # Python floats: the same IEEE arithmetic
         while len(pts) >= 2:
             (c1, v1), (c2, v2) = pts[-2], pts[-1]
-            if (v2 - v1) * (c - c1) <= (H[c] - v1) * (c2 - c1):
+            if (v2 - v1) * (c - c1) <= (h - v1) * (c2 - c1):
                 pts.pop()
             else:
                 break
-        pts.append((c, float(H[c])))
+        pts.append((c, h))
     return [((b[0] - a[0]) * size, b[1] - a[1], b[0]) for a, b in zip(pts, pts[1:]) if b[1] > a[1]]
 
 
+def _concave_flags(hs: list, tol: float) -> list:
+    """``[slimlib.maxplus.is_concave(h, tol) for h in hs]`` for finite float arrays, in a few array operations."""
+    flags = [True] * len(hs)
+    idx = [k for k, h in enumerate(hs) if len(h) > 2]
+    if not idx:
+        return flags
+    lens = np.array([len(hs[k]) for k in idx])
+    flat = np.concatenate([hs[k] for k in idx])
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    scale = np.maximum(1.0, np.maximum.reduceat(np.abs(flat), starts))        # per sequence
+    item = np.repeat(np.arange(len(idx)), lens)
+    d2 = np.diff(np.diff(flat))                                                # d2[i] uses flat[i : i + 3]
+    inside = item[:-2] == item[2:]
+    bad = inside & ~(d2 <= tol * scale[item[:-2]])
+    nbad = np.bincount(item[:-2][bad], minlength=len(idx))
+    for i, k in enumerate(idx):
+        flags[k] = bool(nbad[i] == 0)
+    return flags
+
+
+def _merge_concave(seqs: list) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`slimlib.maxplus.merge_concave` for float arrays already known to be concave (same result)."""
+    inc = np.concatenate([np.diff(s) for s in seqs])
+    who = np.concatenate([np.full(len(s) - 1, j) for j, s in enumerate(seqs)]).astype(np.int64)
+    order = np.argsort(-inc, kind="stable")
+    values = np.concatenate([[sum(float(s[0]) for s in seqs)], inc[order]]).cumsum()
+    return values, who[order]
+
+
+def _value_dp(merged: list, delta: float, Vmax: int) -> tuple[np.ndarray, list]:
+    """The value-indexed DP of :func:`combine_accelerated` (step 3) for valid inputs, bit for bit.
+
+    Per item ``(H, s)``: ``hr = floor(H / delta)``, its distinct values ``vals``
+    with the smallest ``c`` reaching each (``first``, as ``np.unique(hr,
+    return_index=True)``), and one (min,+) step
+    ``D'[v] = min_i D[v - vals_i] + first_i s`` with the first minimising ``i``
+    (as :func:`slimlib.maxplus.minplus_sparse`).  The rounding is done for all
+    items at once, and ``D`` lives after ``P = max vals`` cells of ``+inf`` so
+    that ``v - vals_i`` never needs a bounds check.
+
+    Returns
+    -------
+    D : ndarray, shape (Vmax + 1,)
+    steps : list of (vals, first, arg) per item
+    """
+    J = len(merged)
+    n = Vmax + 1
+    lens = np.array([len(m[0]) for m in merged])
+    starts = np.zeros(J, np.int64)
+    np.cumsum(lens[:-1], out=starts[1:])
+    item = np.repeat(np.arange(J), lens)
+    hr = np.floor(np.concatenate([m[0] for m in merged]) / delta).astype(np.int64)
+    new = np.ones(len(hr), bool)
+    new[1:] = hr[1:] != hr[:-1]
+    new[starts] = True
+    down = np.zeros(len(hr), bool)
+    down[1:] = hr[1:] < hr[:-1]
+    down[starts] = False
+    unsorted = set(item[down].tolist())                        # (never for non-decreasing H)
+    pos = np.flatnonzero(new)                                  # the first c of every run of equal hr
+    cut = np.searchsorted(pos, np.append(starts, len(hr)))
+    local = pos - starts[item[pos]]
+    steps = []
+    for j, (_, s, _, _) in enumerate(merged):
+        if j in unsorted:
+            vals, first = np.unique(hr[starts[j]:starts[j] + lens[j]], return_index=True)
+        else:
+            vals, first = hr[pos[cut[j]:cut[j + 1]]], local[cut[j]:cut[j + 1]]
+        steps.append([vals, first, first * s])
+    P = max(int(st[0].max()) for st in steps)
+    buf = np.full(P + n, np.inf)
+    buf[P] = 0.0                                               # D_0: value 0 costs nothing
+    nxt = np.full(P + n, np.inf)
+    q = np.arange(n)
+    base = q + P
+    for st in steps:
+        vals, first, cost = st
+        cand = buf[base[:, None] - vals[None, :]]              # (n, p): D[v - vals_i], +inf below 0
+        cand += cost[None, :]
+        arg = cand.argmin(axis=1)
+        c = cand[q, arg]
+        arg[c == np.inf] = -1
+        nxt[P:] = c
+        buf, nxt = nxt, buf
+        st[2] = arg
+    return buf[P:].copy(), [tuple(st) for st in steps]
+
+
 def combine_accelerated(h_list: Sequence, sizes_bytes: Sequence[float], capacity_bytes: float, eps: float, *,
-                        keep_table: bool = False):
+                        keep_table: bool = False, _trusted: bool = False):
     """Algorithm 3: combine the layers within ``(1 - eps)`` of the stage optimum (chapter *Max-plus convolution*).
 
     1. Each item is truncated to the experts that fit, ``c <= floor(Q / s_k)``.
@@ -763,6 +1057,7 @@ def combine_accelerated(h_list: Sequence, sizes_bytes: Sequence[float], capacity
         ``lb``, ``ub``, ``items`` (``J``), and with ``keep_table`` ``table``,
         ``merged`` (list of (H, size, members)).
     """
+    # _trusted (private, solve_stage): finite float h_k; skip the checks, batch the rounding (same result)
     eps = V.number("eps", eps, positive=True)
     if not eps < 1:
         raise V.fail("eps", eps, "must be < 1")
@@ -778,10 +1073,11 @@ def combine_accelerated(h_list: Sequence, sizes_bytes: Sequence[float], capacity
     # 2. merge concave items of equal size (exact)
     groups: dict = {}
     merged = []                      # (H, size, members, owner or None)
+    concave = _concave_flags(hs, 1e-9) if _trusted else None
     for k in range(n):
         if len(hs[k]) <= 1:
             continue
-        if is_concave(hs[k], 1e-9):
+        if concave[k] if _trusted else is_concave(hs[k], 1e-9):
             groups.setdefault(sizes[k], []).append(k)
         else:
             merged.append((hs[k], sizes[k], [k], None))
@@ -789,7 +1085,7 @@ def combine_accelerated(h_list: Sequence, sizes_bytes: Sequence[float], capacity
         if len(members) == 1:
             merged.append((hs[members[0]], s, members, None))
             continue
-        H, owner = merge_concave([hs[k] for k in members])
+        H, owner = (_merge_concave if _trusted else merge_concave)([hs[k] for k in members])
         H = H[:_slots(Q, s) + 1]
         merged.append((H, s, members, owner))
     info = dict(exact=True, delta=0.0, grid=0, lb=0.0, ub=0.0, items=len(merged))
@@ -834,17 +1130,20 @@ def combine_accelerated(h_list: Sequence, sizes_bytes: Sequence[float], capacity
     delta = eps * lb / J
     Vmax = int(math.floor(ub / delta)) + 1
     info.update(exact=False, delta=delta, grid=Vmax, lb=lb, ub=ub)
-    D = np.full(Vmax + 1, np.inf)
-    D[0] = 0.0
-    rows = [D] if keep_table else None
-    steps = []
-    for H, s, _, _ in merged:
-        hr = np.floor(H / delta).astype(np.int64)
-        vals, first = np.unique(hr, return_index=True)     # smallest c per rounded value
-        D, arg = minplus_sparse(D, vals, first * s, Vmax + 1)
-        steps.append((vals, first, arg))
-        if keep_table:
-            rows.append(D)
+    if _trusted and not keep_table:
+        D, steps = _value_dp(merged, delta, Vmax)
+    else:
+        D = np.full(Vmax + 1, np.inf)
+        D[0] = 0.0
+        rows = [D] if keep_table else None
+        steps = []
+        for H, s, _, _ in merged:
+            hr = np.floor(H / delta).astype(np.int64)
+            vals, first = np.unique(hr, return_index=True)     # smallest c per rounded value
+            D, arg = minplus_sparse(D, vals, first * s, Vmax + 1)
+            steps.append((vals, first, arg))
+            if keep_table:
+                rows.append(D)
     ok = np.flatnonzero(D <= Q * (1 + 1e-12))
     v = int(ok[-1])
     for j in range(J - 1, -1, -1):
@@ -862,7 +1161,8 @@ def combine_accelerated(h_list: Sequence, sizes_bytes: Sequence[float], capacity
 # -- one stage ------------------------------------------------------------------------------
 def solve_stage(problem: Problem, placement: Placement, server: int, *, combine: str = "dp", eps: float = 0.05,
                 enum_limit: int = ENUM_LIMIT, unit=None, max_units: int = MAX_UNITS, fill: bool = True,
-                keep_table: bool = False, calls: CallLatency | None = None) -> StageResult:
+                keep_table: bool = False, calls: CallLatency | None = None,
+                _ctx: _Context | None = None) -> StageResult:
     """Best cache of ``server`` given every other server's cache (one stage of Algorithm 2 or 3).
 
     Parameters
@@ -898,31 +1198,40 @@ def solve_stage(problem: Problem, placement: Placement, server: int, *, combine:
     n = V.number("server", server, integer=True, nonneg=True, maximum=problem.num_servers - 1)
     enum_limit = V.number("enum_limit", enum_limit, integer=True, nonneg=True)
     t0 = time.perf_counter()
-    lat = stage_latency(problem, placement, n, calls)
-    items = layer_gains(problem, placement, n, enum_limit=enum_limit, calls=calls, _lat=lat)
+    ctx = _Context(problem, placement, call_latency(problem) if calls is None else calls) if _ctx is None else _ctx
+    lat = ctx.stage_latency(placement, n)
+    items = layer_gains(problem, placement, n, enum_limit=enum_limit, _lat=lat, _ctx=ctx)
     t1 = time.perf_counter()
     Q = float(problem.network.server_capacity_bytes[n])
     sizes = np.array([it.size_bytes for it in items])
     info: dict = {"gains_s": t1 - t0}
     table = choice = None
     if combine == "dp":
-        u_bytes, unit_exact = dp_unit(sizes if len(items) else [m.expert_bytes for m in problem.models], Q, unit,
-                                      max_units)
+        du = sizes if len(items) else [m.expert_bytes for m in problem.models]
+        if unit is None:                      # depends only on the distinct sizes and Q: once per run
+            key = (tuple(sorted({float(x) for x in du})), Q, max_units)
+            if key not in ctx.units:
+                ctx.units[key] = dp_unit(np.array(key[0]), Q, None, max_units)
+            u_bytes, unit_exact = ctx.units[key]
+        else:
+            u_bytes, unit_exact = dp_unit(du, Q, unit, max_units)
         su = np.maximum(1, np.ceil(sizes / u_bytes - 1e-9)).astype(np.int64)
         qu = int(math.floor(Q / u_bytes + 1e-9))
-        counts, value, table, choice = combine_dp([it.h for it in items], su, qu, keep_table=keep_table)
+        counts, value, table, choice = combine_dp([it.h for it in items], su, qu, keep_table=keep_table,
+                                                  _trusted=True)
         exact = unit_exact
         info.update(unit_bytes=u_bytes, capacity_units=qu, sizes_units=su)
     else:
-        counts, value, cinfo = combine_accelerated([it.h for it in items], sizes, Q, eps, keep_table=keep_table)
+        counts, value, cinfo = combine_accelerated([it.h for it in items], sizes, Q, eps, keep_table=keep_table,
+                                                   _trusted=True)
         table = cinfo.pop("table", None)
         exact = cinfo["exact"]
         info.update(cinfo, eps=eps)
     info["combine_s"] = time.perf_counter() - t1
     cache = [np.zeros((m.num_layers, m.num_experts), bool) for m in problem.models]
     for it, c in zip(items, counts):
-        cache[it.model][it.layer, it.sets[int(c)]] = True
-    info["filled"] = fill_free_storage(problem, cache, *lat, Q) if fill else 0
+        cache[it.model][it.layer, _chosen(it, int(c))] = True
+    info["filled"] = fill_free_storage(problem, cache, lat[0], lat[1], Q) if fill else 0
     exact = bool(exact and all(it.exact for it in items))
     return StageResult(n, Q, items, counts, float(value), cache, combine, exact, info, table, choice)
 
@@ -1025,15 +1334,16 @@ def fill_free_storage(problem: Problem, cache: list, tau_before: list, t_server:
 def _successive(problem: Problem, combine: str, *, order, passes, enum_limit, unit=None, max_units=MAX_UNITS,
                 eps=0.05, fill=True, method: str) -> Placement:
     passes = V.number("passes", passes, integer=True, positive=True)
-    seq = server_order(problem, order)
-    placement = Placement.empty(problem, method=method)
     calls = call_latency(problem)
+    seq = server_order(problem, order, _calls=calls)
+    placement = Placement.empty(problem, method=method)
+    ctx = _Context(problem, placement, calls)
     values, exact, improved = [], True, 0
     for p in range(passes):
         changed = False
         for n in seq:
             st = solve_stage(problem, placement, n, combine=combine, eps=eps, enum_limit=enum_limit, unit=unit,
-                             max_units=max_units, fill=fill, calls=calls)
+                             max_units=max_units, fill=fill, calls=calls, _ctx=ctx)
             if p > 0:
                 # a later pass replaces server n's cache only if the stage found something better
                 old = latency_reduction(problem, placement)

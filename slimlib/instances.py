@@ -19,6 +19,14 @@ from .stats import ActivationStats
 __all__ = ["random_stats", "random_problem", "random_mixed_problem"]
 
 
+def _check_sizes(**sizes) -> None:
+    """One ValueError naming the field for a non-positive size or ``top_k > num_experts``."""
+    for name, v in sizes.items():
+        V.number(name, v, integer=True, positive=True)
+    if sizes["top_k"] > sizes["num_experts"]:
+        raise V.fail("top_k", sizes["top_k"], f"must be <= num_experts={sizes['num_experts']}")
+
+
 def random_stats(rng, num_layers: int, num_experts: int, top_k: int, *, concentration: float = 0.5,
                  max_groups: int | None = None, model: str = "random") -> ActivationStats:
     """Random per-layer group distributions (Dirichlet over the ``C(E, K)`` groups).
@@ -70,11 +78,8 @@ def random_problem(seed=0, *, num_users: int = 2, num_servers: int = 2, num_laye
         Draw user weights ``w_m`` in ``[0.5, 2]`` instead of all ones.
     """
     rng = np.random.default_rng(seed)
-    for name, v in (("num_users", num_users), ("num_servers", num_servers), ("num_layers", num_layers),
-                    ("num_experts", num_experts), ("top_k", top_k)):
-        V.number(name, v, integer=True, positive=True)
-    if top_k > num_experts:
-        raise V.fail("top_k", top_k, f"must be <= num_experts={num_experts}")
+    _check_sizes(num_users=num_users, num_servers=num_servers, num_layers=num_layers,
+                 num_experts=num_experts, top_k=top_k)
     model = MoEModel("random", num_layers, num_experts, top_k, hidden_size=1000, params_per_expert=10**6,
                      bytes_per_param=1, act_bytes=1)
     stats = [random_stats(rng, num_layers, num_experts, top_k, concentration=concentration,
@@ -104,11 +109,8 @@ def random_mixed_problem(seed=0, *, num_users: int = 3, num_servers: int = 2, nu
     Chapter *Greedy for K = 1* (ratios to the optimum) and the solver tests.
     """
     rng = np.random.default_rng(seed)
-    for name, v in (("num_users", num_users), ("num_servers", num_servers), ("num_layers", num_layers),
-                    ("num_experts", num_experts), ("top_k", top_k)):
-        V.number(name, v, integer=True, positive=True)
-    if top_k > num_experts:
-        raise V.fail("top_k", top_k, f"must be <= num_experts={num_experts}")
+    _check_sizes(num_users=num_users, num_servers=num_servers, num_layers=num_layers,
+                 num_experts=num_experts, top_k=top_k)
     if len(sizes) == 0:
         raise V.fail("sizes", sizes, "needs at least one expert size")
     unit = 10**6

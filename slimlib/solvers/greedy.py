@@ -407,6 +407,19 @@ def _apply_all(pm: PairModel, cur: np.ndarray, pn: np.ndarray, pc: np.ndarray) -
         if users.size:
             np.minimum.at(cur, (users[:, None], pc[sel][None, :]), pm.T[users][:, pn[sel]])
 
+def _pop_best(tops, heaps, N):
+    """Pop the overall best key among the servers' heap tops; ``(column, server)`` or ``None``."""
+    best = None
+    for top in tops:
+        if top is not None and (best is None or top < best):
+            best = top
+    if best is None:
+        return None
+    c, bn = divmod(best[1], N)
+    heapq.heappop(heaps[bn])
+    return c, bn
+
+
 
 def _celf_submodular(pm: PairModel, run: _Run) -> _Run:
     """CELF for a submodular pair model (every group has one expert): same picks, less work.
@@ -472,15 +485,11 @@ def _celf_submodular(pm: PairModel, run: _Run) -> _Run:
                     break
                 top = None
             tops[n] = top
-        best = None
-        for top in tops:
-            if top is not None and (best is None or top < best):
-                best = top
+        best = _pop_best(tops, heaps, N)
         if best is None:
             break
-        k = best[1]
-        c, bn = divmod(k, N)
-        heappop(heaps[bn])
+        c, bn = best
+        k = c * N + bn
         used[bn] += cb[c]
         ver[c] += 1
         Tn = TT[bn]
@@ -537,15 +546,11 @@ def _incremental_heap(pm: PairModel, run: _Run) -> _Run:
                 else:
                     break
             tops[n] = top
-        best = None
-        for top in tops:
-            if top is not None and (best is None or top < best):
-                best = top
+        best = _pop_best(tops, heaps, N)
         if best is None:
             break
-        k = best[1]
-        c, bn = divmod(k, N)
-        heappop(heaps[bn])
+        c, bn = best
+        k = c * N + bn
         used[bn] += cb[c]
         x[c, bn] = True
         users = users_of[col_model[c]]

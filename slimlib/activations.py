@@ -617,7 +617,7 @@ def main_collect(args) -> int:
     stats = collect(args.model, args.prompts, field=args.field, batch_size=args.batch_size,
                     max_length=args.max_length, max_tokens=args.max_tokens,
                     name=getattr(args, "name", None), tokenizer=tok)
-    save(stats, args.out)
+    save(stats, args.out, overwrite=bool(getattr(args, "force", False)))
     p = stats.provenance
     print(f"model     {p['model']} ({p['architecture']})")
     print(f"prompts   {p['prompts']}: {p['num_prompts']} prompts, {p['tokens']} tokens")

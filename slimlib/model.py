@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, asdict
 
 from . import _validate as V
+from ._serial import Serial
 
 __all__ = ["MoEModel"]
 
@@ -17,7 +18,7 @@ VERSION = 1
 
 
 @dataclass(frozen=True)
-class MoEModel:
+class MoEModel(Serial):
     """Model card of one MoE model ``u`` (chapter *The system model*, eq. (1)).
 
     Parameters
@@ -63,12 +64,17 @@ class MoEModel:
 
     def __post_init__(self):
         V.text("MoEModel.name", self.name)
+        limits = {"num_layers": V.MAX_LAYERS, "num_experts": V.MAX_EXPERTS, "top_k": V.MAX_TOP_K}
         for f in ("num_layers", "num_experts", "top_k", "hidden_size", "params_per_expert"):
-            object.__setattr__(self, f, V.number(f"MoEModel.{f}", getattr(self, f), integer=True, positive=True))
+            v = getattr(self, f)
+            v = V.size(f"MoEModel.{f}", v, limits[f]) if f in limits else \
+                V.number(f"MoEModel.{f}", v, integer=True, positive=True)
+            object.__setattr__(self, f, v)
         for f in ("bytes_per_param", "act_bytes"):
             object.__setattr__(self, f, V.number(f"MoEModel.{f}", getattr(self, f), positive=True))
         if self.top_k > self.num_experts:
             raise V.fail("MoEModel.top_k", self.top_k, f"must be <= num_experts={self.num_experts}")
+        V.cells("MoEModel (num_layers, num_experts)", (self.num_layers, self.num_experts))
         if not isinstance(self.description, str):
             raise V.fail("MoEModel.description", self.description, "must be a string")
 
@@ -99,16 +105,15 @@ class MoEModel:
         d["bytes_per_param"] = bytes_per_param
         return MoEModel(**d)
 
-    # -- JSON --------------------------------------------------------------
-    def to_json(self) -> dict:
+    # -- JSON (to_json/from_json for text: slimlib._serial) --------------------
+    def to_dict(self) -> dict:
         """JSON-ready dict with ``kind`` and ``version``."""
         return {"kind": KIND, "version": VERSION, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data) -> "MoEModel":
-        """Build from :meth:`to_json` output; unknown or missing fields raise ValueError."""
-        from .io import check_header
-        check_header(data, KIND, VERSION)
+    def from_dict(cls, data) -> "MoEModel":
+        """Build from :meth:`to_dict` output; unknown or missing fields raise ValueError."""
+        V.check_header(data, KIND, VERSION)
         V.fields("model-card", data,
                  ["kind", "version", "name", "num_layers", "num_experts", "top_k",
                   "hidden_size", "params_per_expert"],

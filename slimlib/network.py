@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from . import _validate as V
+from ._datafiles import find
+from ._serial import Serial, read_json
 
 __all__ = ["Parameters", "Network", "path_loss_db", "shannon_rate_bps"]
 
@@ -22,7 +24,7 @@ VERSION = 1
 
 
 @dataclass(frozen=True)
-class Parameters:
+class Parameters(Serial):
     """Simulation parameters (Table 1 of the paper, chapter *The system model*).
 
     Every field is a number in the unit its name ends with.  The shipped
@@ -79,13 +81,15 @@ class Parameters:
         for f in self.names():
             v = getattr(self, f)
             if f in ("num_servers", "num_users"):
-                v = V.number(f"Parameters.{f}", v, integer=True, positive=True)
+                v = V.size(f"Parameters.{f}", v, V.MAX_SERVERS if f == "num_servers" else V.MAX_USERS)
             else:
                 v = V.number(f"Parameters.{f}", v, positive=f in self._POSITIVE, nonneg=f in self._NONNEG)
             object.__setattr__(self, f, v)
         if self.distance_min_m > self.distance_max_m:
             raise V.fail("Parameters.distance_min_m", self.distance_min_m,
                          f"must be <= distance_max_m={self.distance_max_m}")
+        if not isinstance(self.meta, dict):
+            raise V.fail("Parameters.meta", self.meta, "must be a dict")
 
     @classmethod
     def names(cls) -> list[str]:
@@ -111,7 +115,7 @@ class Parameters:
                          "source": m.get("source", "")})
         return rows
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         """JSON-ready dict: every parameter as ``{"value", "unit", "label", ...}``."""
         body = {}
         for f in self.names():
@@ -121,11 +125,13 @@ class Parameters:
         return {"kind": PARAMS_KIND, "version": VERSION, "parameters": body}
 
     @classmethod
-    def from_json(cls, data) -> "Parameters":
-        """Build from :meth:`to_json` output.  Missing parameters keep their defaults."""
-        from .io import check_header
-        check_header(data, PARAMS_KIND, VERSION)
+    def from_dict(cls, data) -> "Parameters":
+        """Build from :meth:`to_dict` output.  Missing parameters keep their defaults."""
+        V.check_header(data, PARAMS_KIND, VERSION)
         V.fields("parameters", data, ["kind", "version", "parameters"], ["name", "description"])
+        for k in ("name", "description"):
+            if k in data and not isinstance(data[k], str):
+                raise V.fail(f"parameters.{k}", data[k], "must be a string")
         body = data["parameters"]
         if not isinstance(body, dict):
             raise V.fail("parameters.parameters", body, "must be a JSON object")
@@ -135,6 +141,9 @@ class Parameters:
                 raise V.fail(f"parameters.{k}", entry, f"unknown parameter; known: {cls.names()}")
             if isinstance(entry, dict):
                 V.fields(f"parameters.{k}", entry, ["value"], ["unit", "label", "display", "source"])
+                for kk in ("unit", "label", "display", "source"):
+                    if kk in entry and not isinstance(entry[kk], str):
+                        raise V.fail(f"parameters.{k}.{kk}", entry[kk], "must be a string")
                 values[k] = entry["value"]
                 meta[k] = {kk: vv for kk, vv in entry.items() if kk != "value"}
             else:
@@ -172,7 +181,7 @@ def shannon_rate_bps(bandwidth_hz: float, tx_power_dbm: float, path_loss, noise_
     return bandwidth_hz * np.log2(1.0 + 10.0 ** (snr_db / 10.0))
 
 
-class Network:
+class Network(Serial):
     """Users, edge servers and the cloud (chapter *The system model*, Fig. 4a).
 
     Parameters
@@ -206,11 +215,15 @@ class Network:
         N = len(self.server_capacity_bytes)
         if N == 0:
             raise V.fail("Network.server_capacity_bytes", [], "needs at least one edge server")
+        if N > V.MAX_SERVERS:
+            raise V.fail("Network.server_capacity_bytes", f"{N} servers", f"more than the size limit {V.MAX_SERVERS}")
         self.server_flops = V.array("Network.server_flops", server_flops, shape=(N,), positive=True)
         self.user_capacity_bytes = V.array("Network.user_capacity_bytes", user_capacity_bytes, ndim=1, nonneg=True)
         M = len(self.user_capacity_bytes)
         if M == 0:
             raise V.fail("Network.user_capacity_bytes", [], "needs at least one user")
+        if M > V.MAX_USERS:
+            raise V.fail("Network.user_capacity_bytes", f"{M} users", f"more than the size limit {V.MAX_USERS}")
         self.user_flops = V.array("Network.user_flops", user_flops, shape=(M,), positive=True)
         self.rate_up = V.array("Network.rate_up", rate_up, shape=(M, N), positive=True)
         self.rate_down = V.array("Network.rate_down", rate_down, shape=(M, N), positive=True)
@@ -219,8 +232,11 @@ class Network:
         self.cloud_flops = V.number("Network.cloud_flops", cloud_flops, positive=True)
         w = np.ones(M) if user_weight is None else user_weight
         self.user_weight = V.array("Network.user_weight", w, shape=(M,), nonneg=True)
-        if not self.user_weight.sum() > 0:
+        total = float(self.user_weight.sum())
+        if not total > 0:
             raise V.fail("Network.user_weight", self.user_weight.tolist(), "must not all be zero")
+        if not total <= V.MAX_MAGNITUDE:
+            raise V.fail("Network.user_weight", f"sum {total:g}", f"must sum to at most {V.MAX_MAGNITUDE:g}")
         self.distance_m = None if distance_m is None else V.array("Network.distance_m", distance_m, shape=(M, N), positive=True)
 
     @property
@@ -245,10 +261,12 @@ class Network:
         server's on the downlink.
         """
         if params is None:
-            from .io import load_parameters
-            params = load_parameters()
-        M = params.num_users if num_users is None else V.number("num_users", num_users, integer=True, positive=True)
-        N = params.num_servers if num_servers is None else V.number("num_servers", num_servers, integer=True, positive=True)
+            params = Parameters.from_dict(read_json(find("parameters", "table1", "parameters")))
+        if not isinstance(params, Parameters):
+            raise V.fail("params", params, "must be Parameters (slimlib.load_parameters())")
+        M = params.num_users if num_users is None else V.size("num_users", num_users, V.MAX_USERS)
+        N = params.num_servers if num_servers is None else V.size("num_servers", num_servers, V.MAX_SERVERS)
+        V.cells("(num_users, num_servers)", (M, N), V.MAX_TOTAL_CELLS // 8)
         if distance_m is None:
             rng = np.random.default_rng(seed)
             d = rng.uniform(params.distance_min_m, params.distance_max_m, size=(M, N))
@@ -281,7 +299,7 @@ class Network:
                     backhaul_rate_bps=self.backhaul_rate_bps, backhaul_delay_s=self.backhaul_delay_s,
                     cloud_flops=self.cloud_flops, user_weight=self.user_weight, distance_m=self.distance_m)
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         """JSON-ready dict (arrays as nested lists)."""
         out = {"kind": NETWORK_KIND, "version": VERSION}
         for k, v in self._kwargs().items():
@@ -291,10 +309,9 @@ class Network:
         return out
 
     @classmethod
-    def from_json(cls, data) -> "Network":
-        """Build from :meth:`to_json` output, validating every field."""
-        from .io import check_header
-        check_header(data, NETWORK_KIND, VERSION)
+    def from_dict(cls, data) -> "Network":
+        """Build from :meth:`to_dict` output, validating every field."""
+        V.check_header(data, NETWORK_KIND, VERSION)
         req = ["server_capacity_bytes", "server_flops", "user_capacity_bytes", "user_flops",
                "rate_up", "rate_down", "backhaul_rate_bps", "backhaul_delay_s", "cloud_flops"]
         V.fields("network", data, ["kind", "version", *req], ["user_weight", "distance_m"])
@@ -303,7 +320,7 @@ class Network:
     def __eq__(self, other):
         if not isinstance(other, Network):
             return NotImplemented
-        return self.to_json() == other.to_json()
+        return self.to_dict() == other.to_dict()
 
     def __repr__(self):
         return f"Network(M={self.num_users}, N={self.num_servers})"

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _validate as V
+from ._serial import Serial
 from .model import MoEModel
 from .network import Network, Parameters
 from .stats import ActivationStats
@@ -52,7 +53,7 @@ def default_device_cache(model: MoEModel, stats: ActivationStats, capacity_bytes
     return y
 
 
-class Problem:
+class Problem(Serial):
     """One instance of P1 (chapter *The system model*, problem (P1)).
 
     Parameters
@@ -73,7 +74,11 @@ class Problem:
     """
 
     def __init__(self, models, network: Network, stats, user_model=None, device_cache=None, name: str = ""):
-        self.models: list[MoEModel] = [models] if isinstance(models, MoEModel) else list(models)
+        if isinstance(models, MoEModel):
+            models = [models]
+        if not isinstance(models, (list, tuple)):
+            raise V.fail("Problem.models", models, "must be a MoEModel or a non-empty list of them")
+        self.models: list[MoEModel] = list(models)
         if not self.models or not all(isinstance(m, MoEModel) for m in self.models):
             raise V.fail("Problem.models", models, "must be a MoEModel or a non-empty list of them")
         if not isinstance(network, Network):
@@ -89,6 +94,8 @@ class Problem:
         self.user_model = um
         if isinstance(stats, ActivationStats):
             stats = [stats] * M
+        if not isinstance(stats, (list, tuple)):
+            raise V.fail("Problem.stats", stats, "must be ActivationStats or a list with one per user")
         stats = list(stats)
         if len(stats) != M:
             raise V.fail("Problem.stats", f"{len(stats)} entries", f"needs one ActivationStats per user (M={M})")
@@ -101,12 +108,16 @@ class Problem:
                     raise V.fail(f"Problem.stats[{m}].{attr}", getattr(s, attr),
                                  f"does not match model {mod.name!r} ({attr}={want})")
         self.stats = stats
+        if not isinstance(name, str):
+            raise V.fail("Problem.name", name, "must be a string")
         self.name = name
+        _check_device_cells("Problem device caches", self.models, um)
+        _check_latency_scale(self.models, network, um)
         if device_cache is None:
             device_cache = [default_device_cache(self.models[um[m]], stats[m], network.user_capacity_bytes[m])
                             for m in range(M)]
-        if len(device_cache) != M:
-            raise V.fail("Problem.device_cache", f"{len(device_cache)} entries", f"needs one per user (M={M})")
+        if not isinstance(device_cache, (list, tuple)) or len(device_cache) != M:
+            raise V.fail("Problem.device_cache", device_cache, f"needs a list with one entry per user (M={M})")
         dc = []
         for m, y in enumerate(device_cache):
             mod = self.models[um[m]]
@@ -155,48 +166,96 @@ class Problem:
         names = ",".join(m.name for m in self.models)
         return f"Problem({self.name!r}, models=[{names}], M={self.num_users}, N={self.num_servers})"
 
-    # -- JSON ----------------------------------------------------------------
-    def to_json(self) -> dict:
-        """Self-contained JSON: models, network, per-user statistics and device caches."""
+    # -- JSON (to_json/from_json for text: slimlib._serial) --------------------
+    def to_dict(self) -> dict:
+        """Self-contained JSON-ready dict: models, network, per-user statistics and device caches."""
         return {"kind": PROBLEM_KIND, "version": VERSION, "name": self.name,
-                "models": [m.to_json() for m in self.models], "network": self.network.to_json(),
-                "user_model": self.user_model.tolist(), "stats": [s.to_json() for s in self.stats],
+                "models": [m.to_dict() for m in self.models], "network": self.network.to_dict(),
+                "user_model": self.user_model.tolist(), "stats": [s.to_dict() for s in self.stats],
                 "device_cache": [np.argwhere(y).tolist() for y in self.device_cache]}
 
     @classmethod
-    def from_json(cls, data) -> "Problem":
-        """Build from :meth:`to_json` output, validating every field."""
-        from .io import check_header
-        check_header(data, PROBLEM_KIND, VERSION)
+    def from_dict(cls, data) -> "Problem":
+        """Build from :meth:`to_dict` output, validating every field before indexing with it."""
+        V.check_header(data, PROBLEM_KIND, VERSION)
         V.fields("problem", data, ["kind", "version", "models", "network", "stats"],
                  ["name", "user_model", "device_cache"])
-        if not isinstance(data["models"], list):
-            raise V.fail("problem.models", data["models"], "must be a list")
-        models = [MoEModel.from_json(m) for m in data["models"]]
-        net = Network.from_json(data["network"])
-        if not isinstance(data["stats"], list):
-            raise V.fail("problem.stats", data["stats"], "must be a list")
-        stats = [ActivationStats.from_json(s) for s in data["stats"]]
-        um = data.get("user_model")
+        raw_models = V.sequence("problem.models", data["models"], nonempty=True, maximum=V.MAX_USERS)
+        models = [MoEModel.from_dict(m) for m in raw_models]
+        net = Network.from_dict(data["network"])
+        M = net.num_users
+        raw_stats = V.sequence("problem.stats", data["stats"], nonempty=True, maximum=M)
+        if len(raw_stats) not in (1, M):
+            raise V.fail("problem.stats", f"{len(raw_stats)} entries", f"needs one per user (M={M}) or one shared")
+        stats = [ActivationStats.from_dict(s) for s in raw_stats]
+        if data.get("user_model") is None:
+            um = np.zeros(M, dtype=np.int64)
+        else:
+            um = V.array("problem.user_model", data["user_model"], shape=(M,), dtype=np.int64)
+            bad = np.flatnonzero((um < 0) | (um >= len(models)))
+            if bad.size:
+                raise V.fail(f"problem.user_model[{bad[0]}]", int(um[bad[0]]),
+                             f"must index one of {len(models)} model(s)")
+        _check_device_cells("problem.device_cache", models, um)
         dc = None
         if data.get("device_cache") is not None:
-            um_arr = np.zeros(net.num_users, int) if um is None else np.asarray(um)
+            entries = V.sequence("problem.device_cache", data["device_cache"], length=M)
             dc = []
-            if len(data["device_cache"]) != net.num_users:
-                raise V.fail("problem.device_cache", data["device_cache"], f"needs one entry per user (M={net.num_users})")
-            for m, idx in enumerate(data["device_cache"]):
-                mod = models[int(um_arr[m])] if 0 <= int(um_arr[m]) < len(models) else models[0]
-                y = np.zeros((mod.num_layers, mod.num_experts), bool)
-                idx = V.array(f"problem.device_cache[{m}]", idx if idx else np.zeros((0, 2)), dtype=np.int64)
-                if idx.size:
-                    if idx.ndim != 2 or idx.shape[1] != 2 or (idx < 0).any() or (idx[:, 0] >= mod.num_layers).any() or (idx[:, 1] >= mod.num_experts).any():
-                        raise V.fail(f"problem.device_cache[{m}]", idx.tolist(), "entries must be [layer, expert] in range")
-                    y[idx[:, 0], idx[:, 1]] = True
-                dc.append(y)
-        return cls(models, net, stats, user_model=um, device_cache=dc, name=data.get("name", ""))
+            for m, idx in enumerate(entries):
+                mod = models[int(um[m])]
+                shape = (mod.num_layers, mod.num_experts)
+                dc.append(_from_indices(f"problem.device_cache[{m}]", idx, shape))
+        name = data.get("name", "")
+        return cls(models, net, stats if len(stats) == M else stats[0], user_model=um, device_cache=dc,
+                   name=name)
 
 
-class Placement:
+def _check_device_cells(field: str, models, user_model) -> None:
+    # One (L, E) bool array per user: check the total before any is allocated.
+    per_model = np.bincount(user_model, minlength=len(models))
+    total = sum(int(c) * m.num_layers * m.num_experts for c, m in zip(per_model, models))
+    if total > V.MAX_TOTAL_CELLS:
+        raise V.fail(field, f"{total} cells (users x layers x experts)",
+                     f"more than the size limit {V.MAX_TOTAL_CELLS} (slimlib._validate.MAX_TOTAL_CELLS)")
+
+
+def _check_latency_scale(models, network: Network, user_model) -> None:
+    # The slowest possible token (every expert of every layer fetched over the worst link and run on the
+    # slowest processor), weighted by all users, must be a finite float64: extreme inputs are refused
+    # here instead of overflowing to inf (or to a reported "0.0000 ms") in the evaluator.
+    slowest_flops = min(network.server_flops.min(), network.user_flops.min(), network.cloud_flops)
+    slowest_rate = min(network.rate_up.min(), network.rate_down.min(), network.backhaul_rate_bps)
+    worst = 0.0
+    with np.errstate(over="ignore"):
+        for u in set(int(x) for x in user_model):
+            mod = models[u]
+            hop = 2 * mod.hidden_bits / slowest_rate + 2 * network.backhaul_delay_s
+            worst = max(worst, mod.num_layers * mod.top_k * (hop + mod.flops_per_expert / slowest_flops))
+        total = worst * float(network.user_weight.sum())
+    if not np.isfinite(total) or total > V.MAX_MAGNITUDE ** 2:
+        raise V.fail("Problem", f"latency scale {total:g}",
+                     "inputs so extreme that latencies would overflow float64 (rates, FLOP/s, sizes or weights)")
+
+
+def _from_indices(field: str, idx, shape: tuple) -> np.ndarray:
+    """A bool array of ``shape`` with the listed ``[i, j, ...]`` entries set (checked before allocation)."""
+    V.cells(field, shape, V.MAX_TOTAL_CELLS)
+    nd = len(shape)
+    if not isinstance(idx, (list, tuple)):
+        raise V.fail(field, idx, f"must be a list of {nd}-element index lists")
+    arr = np.zeros(shape, bool)
+    if len(idx) == 0:
+        return arr
+    ind = V.array(field, idx, dtype=np.int64)
+    if ind.ndim != 2 or ind.shape[1] != nd:
+        raise V.fail(field, idx, f"must be a list of {nd}-element index lists")
+    if (ind < 0).any() or (ind >= np.array(shape)).any():
+        raise V.fail(field, ind.tolist(), f"indices must lie inside shape {shape}")
+    arr[tuple(ind.T)] = True
+    return arr
+
+
+class Placement(Serial):
     """Which server caches which expert, plus the device caches.
 
     Chapter *The system model*, decision variables ``x`` and ``y``.
@@ -214,11 +273,14 @@ class Placement:
     """
 
     def __init__(self, server: Sequence, device: Sequence, method: str = "", info: dict | None = None):
-        self.server = [np.array(x, dtype=bool) for x in server]
-        self.device = [np.array(y, dtype=bool) for y in device]
-        for u, x in enumerate(self.server):
-            if x.ndim != 3:
-                raise V.fail(f"Placement.server[{u}]", x.shape, "must have shape (N, L, E)")
+        server = V.sequence("Placement.server", server)
+        device = V.sequence("Placement.device", device)
+        self.server = [V.array(f"Placement.server[{u}]", x, dtype=bool, ndim=3) for u, x in enumerate(server)]
+        self.device = [V.array(f"Placement.device[{m}]", y, dtype=bool, ndim=2) for m, y in enumerate(device)]
+        if not isinstance(method, str):
+            raise V.fail("Placement.method", method, "must be a string")
+        if info is not None and not isinstance(info, dict):
+            raise V.fail("Placement.info", info, "must be a dict")
         self.method = method
         self.info = dict(info or {})
 
@@ -288,9 +350,23 @@ class Placement:
         n = sum(int(x.sum()) for x in self.server)
         return f"Placement(method={self.method!r}, edge copies={n})"
 
-    def to_json(self) -> dict:
-        """JSON: shapes and the indices of cached experts."""
-        info = {k: v for k, v in self.info.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    def to_dict(self) -> dict:
+        """JSON-ready dict: shapes and the indices of cached experts.
+
+        ``info`` keeps its numbers, strings, booleans and ``None``; a
+        non-finite float (a MIP gap of infinity) is written as the string
+        ``"inf"``/``"-inf"``/``"nan"`` so that the file is strict JSON.
+        """
+        info = {}
+        for k, v in self.info.items():
+            if isinstance(v, (bool, np.bool_)):
+                info[k] = bool(v)
+            elif isinstance(v, (int, np.integer)):
+                info[k] = int(v)
+            elif isinstance(v, (float, np.floating)):
+                info[k] = float(v) if np.isfinite(v) else str(float(v))
+            elif isinstance(v, str) or v is None:
+                info[k] = v
         return {"kind": PLACEMENT_KIND, "version": VERSION, "method": self.method, "info": info,
                 "server_shapes": [list(x.shape) for x in self.server],
                 "server": [np.argwhere(x).tolist() for x in self.server],
@@ -298,28 +374,28 @@ class Placement:
                 "device": [np.argwhere(y).tolist() for y in self.device]}
 
     @classmethod
-    def from_json(cls, data) -> "Placement":
-        """Build from :meth:`to_json` output, validating indices against the shapes."""
-        from .io import check_header
-        check_header(data, PLACEMENT_KIND, VERSION)
+    def from_dict(cls, data) -> "Placement":
+        """Build from :meth:`to_dict` output, validating shapes (before allocation) and indices."""
+        V.check_header(data, PLACEMENT_KIND, VERSION)
         V.fields("placement", data, ["kind", "version", "server_shapes", "server", "device_shapes", "device"],
                  ["method", "info"])
-
-        def fill(field, shapes, idxs, nd):
-            if not isinstance(shapes, list) or not isinstance(idxs, list) or len(shapes) != len(idxs):
-                raise V.fail(f"placement.{field}", idxs, f"must be a list matching {field}_shapes")
-            out = []
-            for i, (shape, idx) in enumerate(zip(shapes, idxs)):
-                shape = tuple(V.array(f"placement.{field}_shapes[{i}]", shape, shape=(nd,), dtype=np.int64, nonneg=True))
-                arr = np.zeros(shape, bool)
-                idx = V.array(f"placement.{field}[{i}]", idx if idx else np.zeros((0, nd)), dtype=np.int64)
-                if idx.size:
-                    if idx.ndim != 2 or idx.shape[1] != nd or (idx < 0).any() or (idx >= np.array(shape)).any():
-                        raise V.fail(f"placement.{field}[{i}]", idx.tolist(), f"indices must lie inside shape {shape}")
-                    arr[tuple(idx.T)] = True
-                out.append(arr)
-            return out
-
-        server = fill("server", data["server_shapes"], data["server"], 3)
-        device = fill("device", data["device_shapes"], data["device"], 2)
-        return cls(server, device, method=data.get("method", ""), info=data.get("info") or {})
+        shapes = {}
+        total = 0
+        for field, nd in (("server", 3), ("device", 2)):
+            raw = V.sequence(f"placement.{field}_shapes", data[f"{field}_shapes"], maximum=V.MAX_USERS)
+            V.sequence(f"placement.{field}", data[field], length=len(raw))
+            shapes[field] = []
+            for i, shape in enumerate(raw):
+                shape = V.array(f"placement.{field}_shapes[{i}]", shape, shape=(nd,), dtype=np.int64, nonneg=True)
+                shape = tuple(int(x) for x in shape)
+                total += V.cells(f"placement.{field}_shapes[{i}]", shape, V.MAX_TOTAL_CELLS)
+                shapes[field].append(shape)
+        if total > V.MAX_TOTAL_CELLS:
+            raise V.fail("placement", f"{total} cells", f"more than the size limit {V.MAX_TOTAL_CELLS}")
+        server = [_from_indices(f"placement.server[{i}]", idx, sh) for i, (idx, sh)
+                  in enumerate(zip(data["server"], shapes["server"]))]
+        device = [_from_indices(f"placement.device[{i}]", idx, sh) for i, (idx, sh)
+                  in enumerate(zip(data["device"], shapes["device"]))]
+        method = data.get("method", "")
+        info = data.get("info") or {}
+        return cls(server, device, method=method, info=info)

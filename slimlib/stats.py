@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _validate as V
+from ._serial import Serial
 
 __all__ = ["ActivationStats"]
 
@@ -21,7 +22,7 @@ VERSION = 1
 PROB_TOL = 1e-6
 
 
-class ActivationStats:
+class ActivationStats(Serial):
     """Per-layer distribution over activated Top-K expert groups.
 
     Parameters
@@ -61,8 +62,8 @@ class ActivationStats:
     def __init__(self, num_experts: int, top_k: int, groups: Sequence[Any],
                  probs: Sequence[Any] | None = None, counts: Sequence[Any] | None = None,
                  model: str = "", provenance: dict | None = None):
-        self.num_experts = V.number("ActivationStats.num_experts", num_experts, integer=True, positive=True)
-        self.top_k = V.number("ActivationStats.top_k", top_k, integer=True, positive=True)
+        self.num_experts = V.size("ActivationStats.num_experts", num_experts, V.MAX_EXPERTS)
+        self.top_k = V.size("ActivationStats.top_k", top_k, V.MAX_TOP_K)
         if self.top_k > self.num_experts:
             raise V.fail("ActivationStats.top_k", top_k, f"must be <= num_experts={num_experts}")
         if (probs is None) == (counts is None):
@@ -71,21 +72,29 @@ class ActivationStats:
         wname = "probs" if probs is not None else "counts"
         if not isinstance(groups, (list, tuple)) or len(groups) == 0:
             raise V.fail("ActivationStats.groups", groups, "must be a non-empty list with one entry per layer")
+        if len(groups) > V.MAX_LAYERS:
+            raise V.fail("ActivationStats.groups", f"{len(groups)} layers",
+                         f"more than the size limit {V.MAX_LAYERS} (slimlib._validate.MAX_LAYERS)")
+        V.cells("ActivationStats (num_layers, num_experts)", (len(groups), self.num_experts))
         if not isinstance(weights, (list, tuple)) or len(weights) != len(groups):
             raise V.fail(f"ActivationStats.{wname}", weights,
                          f"must be a list with one entry per layer ({len(groups)} layers)")
-        self.model = model if isinstance(model, str) else V.text("ActivationStats.model", model)
+        if not isinstance(model, str):
+            raise V.fail("ActivationStats.model", model, "must be a string")
+        self.model = model
         if provenance is not None and not isinstance(provenance, dict):
             raise V.fail("ActivationStats.provenance", provenance, "must be a dict")
         self.provenance = dict(provenance or {})
         K, E = self.top_k, self.num_experts
         layers_g, layers_p, layers_c = [], [], []
         for l, (g, w) in enumerate(zip(groups, weights)):
+            if isinstance(g, (str, bytes, dict)):
+                raise V.fail(f"ActivationStats.groups[{l}]", g, f"must be a list of groups of K={K} experts")
             try:
                 g = np.asarray(g)
-            except ValueError:
+            except (ValueError, TypeError, OverflowError, RecursionError):
                 raise V.fail(f"ActivationStats.groups[{l}]", g, f"every group must have K={K} experts") from None
-            if g.dtype == object:
+            if g.dtype.kind not in "iuf":
                 raise V.fail(f"ActivationStats.groups[{l}]", g.tolist(), f"every group must have K={K} integer experts")
             if g.size == 0:
                 raise V.fail(f"ActivationStats.groups[{l}]", g.tolist(), "layer has no groups")
@@ -94,8 +103,10 @@ class ActivationStats:
             if g.ndim != 2 or g.shape[1] != K:
                 raise V.fail(f"ActivationStats.groups[{l}]", g.tolist(), f"every group must have K={K} experts")
             if g.dtype.kind not in "iu":
-                if not np.all(np.asarray(g, float) == np.round(np.asarray(g, float))):
+                if not (np.isfinite(g).all() and np.all(g == np.round(g))):
                     raise V.fail(f"ActivationStats.groups[{l}]", g.tolist(), "experts must be integers")
+                if (np.abs(g) > V.MAX_EXPERTS).any():
+                    raise V.fail(f"ActivationStats.groups[{l}]", g.tolist(), f"experts must lie in 0..{E - 1}")
                 g = g.astype(np.int64)
             g = np.sort(g.astype(np.int64), axis=1)
             bad = np.flatnonzero(((g < 0) | (g >= E)).any(axis=1))
@@ -206,10 +217,10 @@ class ActivationStats:
     def __eq__(self, other) -> bool:
         if not isinstance(other, ActivationStats):
             return NotImplemented
-        return (self.to_json() == other.to_json())
+        return (self.to_dict() == other.to_dict())
 
-    # -- JSON --------------------------------------------------------------
-    def to_json(self) -> dict:
+    # -- JSON (to_json/from_json for text: slimlib._serial) --------------------
+    def to_dict(self) -> dict:
         """JSON-ready dict (counts kept when known, else probabilities)."""
         layers = []
         for l in range(self.num_layers):
@@ -225,17 +236,19 @@ class ActivationStats:
                 "top_k": self.top_k, "provenance": self.provenance, "layers": layers}
 
     @classmethod
-    def from_json(cls, data) -> "ActivationStats":
-        """Build from :meth:`to_json` output, validating every field."""
-        from .io import check_header
-        check_header(data, KIND, VERSION)
+    def from_dict(cls, data) -> "ActivationStats":
+        """Build from :meth:`to_dict` output, validating every field."""
+        V.check_header(data, KIND, VERSION)
         V.fields("activation-stats", data,
                  ["kind", "version", "num_experts", "top_k", "layers"],
                  ["model", "num_layers", "provenance"])
         layers = data["layers"]
         if not isinstance(layers, list) or not layers:
             raise V.fail("activation-stats.layers", layers, "must be a non-empty list")
-        if "num_layers" in data and data["num_layers"] != len(layers):
+        if len(layers) > V.MAX_LAYERS:
+            raise V.fail("activation-stats.layers", f"{len(layers)} layers",
+                         f"more than the size limit {V.MAX_LAYERS} (slimlib._validate.MAX_LAYERS)")
+        if "num_layers" in data and (isinstance(data["num_layers"], bool) or data["num_layers"] != len(layers)):
             raise V.fail("activation-stats.num_layers", data["num_layers"],
                          f"does not match the {len(layers)} entries of layers")
         groups, weights, kinds = [], [], set()

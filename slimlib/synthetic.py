@@ -282,7 +282,8 @@ def write_synthetic(folder=None, *, seed: int = 0, **params) -> list[Path]:
     out = []
     for path in sorted((folder / "models").glob("*.json")):
         card = load(path)
-        out.append(save(synthetic_stats(card, seed=seed, **params), folder / "stats" / f"{card.name}-synthetic.json"))
+        out.append(save(synthetic_stats(card, seed=seed, **params), folder / "stats" / f"{card.name}-synthetic.json",
+                        overwrite=True))
     return out
 
 

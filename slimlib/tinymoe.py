@@ -353,8 +353,8 @@ def write_data(steps: int = DEFAULT_STEPS, seed: int = 0, folder=None) -> list[P
     from .io import data_dir, save
     folder = data_dir() if folder is None else Path(folder)
     run = build(steps, seed)
-    return [save(model_card(), folder / "models" / f"{NAME}.json"),
-            save(run.trained_stats, folder / "stats" / f"{NAME}-measured.json")]
+    return [save(model_card(), folder / "models" / f"{NAME}.json", overwrite=True),
+            save(run.trained_stats, folder / "stats" / f"{NAME}-measured.json", overwrite=True)]
 
 
 if __name__ == "__main__":  # pragma: no cover

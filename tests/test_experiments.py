@@ -152,7 +152,7 @@ def test_experiment_problem_overrides():
     other, _ = E.experiment_problem("switch-base-8", seed=4, num_users=2, num_servers=3, bandwidth_mhz=5,
                                     mean_distance_m=400)
     assert not np.array_equal(other.network.rate_up, net.rate_up)
-    assert [s.to_json() for s in again.stats] == [s.to_json() for s in pr.stats]
+    assert [s.to_dict() for s in again.stats] == [s.to_dict() for s in pr.stats]
     with pytest.raises(ValueError, match="mean_distance_m"):
         E.experiment_problem("switch-base-8", mean_distance_m=-1)
 

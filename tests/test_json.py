@@ -37,7 +37,7 @@ def test_parameters_round_trip(tmp_path):
 def test_problem_and_placement_round_trip(tmp_path_factory, problem, seed):
     d = tmp_path_factory.mktemp("rt")
     q = sl.load(sl.save(problem, d / "p.json"))
-    assert q.to_json() == problem.to_json()
+    assert q.to_dict() == problem.to_dict()
     pl = sl.Placement.empty(problem)
     rng = np.random.default_rng(seed)
     pl.server[0] = rng.random(pl.server[0].shape) < 0.3

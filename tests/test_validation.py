@@ -119,21 +119,21 @@ def write(tmp_path, data):
 
 
 def test_json_unknown_field(tmp_path):
-    data = sl.load_model_card("switch-base-8").to_json()
+    data = sl.load_model_card("switch-base-8").to_dict()
     data["num_expert"] = 8
     with pytest.raises(ValueError, match=r"model-card.num_expert.*unknown field"):
         sl.load(write(tmp_path, data))
 
 
 def test_json_missing_field(tmp_path):
-    data = sl.load_model_card("switch-base-8").to_json()
+    data = sl.load_model_card("switch-base-8").to_dict()
     del data["top_k"]
     with pytest.raises(ValueError, match=r"model-card.top_k.*missing required field"):
         sl.load(write(tmp_path, data))
 
 
 def test_json_unknown_kind_and_version(tmp_path):
-    data = sl.load_model_card("switch-base-8").to_json()
+    data = sl.load_model_card("switch-base-8").to_dict()
     with pytest.raises(ValueError, match=r"kind.*unknown kind.*'model_card'"):
         sl.load(write(tmp_path, {**data, "kind": "model_card"}))
     with pytest.raises(ValueError, match=r"model-card.version.*unsupported version.*7"):
@@ -150,14 +150,14 @@ def test_json_not_json_and_missing_file(tmp_path):
 
 
 def test_json_stats_layer_fields(tmp_path):
-    data = random_problem(0).stats[0].to_json()
+    data = random_problem(0).stats[0].to_dict()
     data["layers"][1]["prob"] = data["layers"][1].pop("probs")
     with pytest.raises(ValueError, match=r"layers\[1\].prob.*unknown field"):
         sl.load(write(tmp_path, data))
 
 
 def test_json_network_shape_mismatch(tmp_path):
-    data = random_problem(0, num_users=2, num_servers=2).network.to_json()
+    data = random_problem(0, num_users=2, num_servers=2).network.to_dict()
     data["rate_up"] = data["rate_up"][:1]
     with pytest.raises(ValueError, match=r"rate_up.*shape \(2, 2\), has \(1, 2\)"):
         sl.load(write(tmp_path, data))
@@ -165,7 +165,7 @@ def test_json_network_shape_mismatch(tmp_path):
 
 def test_json_placement_index_out_of_range(tmp_path):
     p = random_problem(0)
-    data = sl.Placement.empty(p).to_json()
+    data = sl.Placement.empty(p).to_dict()
     data["server"][0] = [[0, 0, 99]]
     with pytest.raises(ValueError, match=r"placement.server\[0\].*inside shape"):
         sl.load(write(tmp_path, data))

@@ -58,6 +58,7 @@ def solve(problem: Problem, method: str = "decomposition", **options) -> Placeme
     _load_all()
     if method not in _METHODS:
         raise V.fail("method", method, f"unknown method; known: {sorted(_METHODS)}")
+    options = V.options(method, _METHODS[method], options)   # strict types: no "maybe" for a bool
     t0 = time.perf_counter()
     try:
         placement = _METHODS[method](problem, **options)

@@ -54,6 +54,10 @@ def parse_json(text: Any, source: str = "json") -> Any:
     if len(text) > V.MAX_FILE_BYTES:
         raise V.fail(source, f"{len(text)} characters", f"larger than the limit {V.MAX_FILE_BYTES} "
                                                       "(slimlib._validate.MAX_FILE_BYTES)")
+    objects = text.count("{")      # an upper bound (braces inside strings count too), in milliseconds
+    if objects > V.MAX_JSON_OBJECTS:
+        raise V.fail(source, f"{objects} JSON objects", f"more than the limit {V.MAX_JSON_OBJECTS} "
+                                                        "(slimlib._validate.MAX_JSON_OBJECTS)")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -24,6 +24,11 @@ Limits
     Largest ``M`` and ``N``.
 ``MAX_FILE_BYTES``
     Largest JSON file :func:`slimlib.load` reads.
+``MAX_JSON_OBJECTS``
+    Largest number of JSON objects (``{...}``) in one text or file, counted
+    before parsing (a statistics layer, a model card and a problem are one
+    object each), so that a file of a million layers is refused in
+    milliseconds instead of being parsed.
 ``MAX_MAGNITUDE``
     Largest absolute value of any number in an input, so that sums and
     products of inputs stay finite in float64.
@@ -46,6 +51,7 @@ MAX_TOTAL_CELLS = 2 ** 30
 MAX_USERS = 10 ** 6
 MAX_SERVERS = 10 ** 4
 MAX_FILE_BYTES = 512 * 2 ** 20
+MAX_JSON_OBJECTS = 2 ** 19
 MAX_MAGNITUDE = 1e100
 
 

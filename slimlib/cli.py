@@ -68,18 +68,12 @@ def check_output_file(option: str, path: str, force: bool) -> Path:
 
 
 def check_output_dir(option: str, path: str) -> Path:
-    """A folder that exists or can be created, and is writable."""
+    """A folder that exists or can be created, and is writable (nothing is created yet)."""
+    from .io import check_folder_writable
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UserError(f"{option}: exists and is not a folder (got {path!r})")
-    probe = p
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UserError(f"{option}: {probe} is not a folder (got {path!r})")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{option}: folder {probe} is not writable (got {path!r})")
-    return p
+    return check_folder_writable(p, field=option)
 
 
 # -- collect ---------------------------------------------------------------------------------

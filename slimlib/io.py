@@ -76,15 +76,31 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = False, field: s
         raise V.fail(field, str(path), "is a folder; give a file name")
     if path.exists() and not overwrite:
         raise V.fail(field, str(path), "file exists; pass overwrite=True (CLI: --force) to replace it")
-    parent = path.parent if str(path.parent) else Path(".")
-    probe = parent
-    while not probe.exists():
+    check_folder_writable(path.parent, field=field, path=path)
+    return path
+
+
+def check_folder_writable(folder: str | os.PathLike, *, field: str = "path", path=None) -> Path:
+    """Raise ValueError unless ``folder`` is, or can be created as, a writable folder.
+
+    The nearest existing ancestor must be a folder in which a file can really
+    be created (tried with a temporary file, removed at once: permission bits
+    alone do not tell, e.g. for root or read-only mounts).  Nothing is created.
+    """
+    folder = Path(folder) if str(folder) else Path(".")
+    shown = str(folder if path is None else path)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        raise V.fail(field, str(path), f"{probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise V.fail(field, str(path), f"folder {probe} is not writable")
-    return path
+        raise V.fail(field, shown, f"{probe} is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".slimlib-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise V.fail(field, shown, f"folder {probe} is not writable: {exc.strerror or exc}") from None
+    return folder
 
 
 def save(obj, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

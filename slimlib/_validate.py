@@ -125,8 +125,23 @@ def _kind_ok(arr: np.ndarray, dtype) -> bool:
     if want in "iu":
         if arr.dtype.kind in "iu":
             return True
-        return arr.dtype.kind == "f" and bool(np.isfinite(arr).all() and (arr == np.round(arr)).all())
+        return arr.dtype.kind == "f" and bool(np.isfinite(arr).all() and (arr == np.round(arr)).all()
+                                              and (np.abs(arr) <= 2.0 ** 53).all())
     return arr.dtype.kind in "iuf"
+
+
+def _has_bool(value) -> bool:
+    # numpy turns [1.0, True] into [1.0, 1.0]; look at the Python elements of nested lists instead
+    # (one set of element types per innermost list: about 0.1 s per million numbers).
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        types = set(map(type, v))
+        if bool in types or np.bool_ in types:
+            return True
+        if list in types or tuple in types:
+            stack.extend(x for x in v if isinstance(x, (list, tuple)))
+    return False
 
 
 def array(field: str, value: Any, *, shape: tuple | None = None, ndim: int | None = None,
@@ -145,7 +160,9 @@ def array(field: str, value: Any, *, shape: tuple | None = None, ndim: int | Non
     except (TypeError, ValueError, OverflowError, RecursionError):
         raise fail(field, value, f"must be a (non-ragged) array of {np.dtype(dtype).name}") from None
     if raw.dtype.kind == "b" and np.dtype(dtype).kind != "b":
-        raise fail(field, value, f"must be an array of numbers, not booleans")
+        raise fail(field, value, "must be an array of numbers, not booleans")
+    if raw.dtype.kind in "iuf" and isinstance(value, (list, tuple)) and _has_bool(value):
+        raise fail(field, value, "must be an array of numbers, not booleans")   # [1.0, True] is not [1.0, 1.0]
     if raw.size and not _kind_ok(raw, dtype):
         want = {"b": "booleans", "i": "integers", "u": "integers"}.get(np.dtype(dtype).kind, "numbers")
         raise fail(field, value, f"must be an array of {want}")

@@ -45,6 +45,13 @@ class UserError(ValueError):
     """An error in what the user asked for (one line, exit status 2)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line (with a pointer to ``--help``) instead of usage plus error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 # -- checks before work ----------------------------------------------------------------------
 def check_input_file(option: str, path: str) -> Path:
     """An existing, readable file (not a folder)."""
@@ -261,7 +268,7 @@ def _command(spec: str):
 
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     from . import __version__
-    p = argparse.ArgumentParser(prog=prog,
+    p = _Parser(prog=prog,
                                 description="Expert caching for distributed MoE inference (the SlimCaching book).")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -1,6 +1,6 @@
 """The book's data folders: shipped model cards, statistics and parameter sets.
 
-Chapter *Using slimlib in your own analysis*, section "Files".  The shipped
+Chapter *Using slimlib in your own analysis*, section "Save everything as JSON".  The shipped
 folder is ``slimlib/_data`` inside an installed wheel (see ``setup.py``) or the
 repository's ``data/`` for an editable install.  ``$SLIMLIB_DATA`` holds more
 folders (separated by ``os.pathsep``, ``:`` on Linux and macOS) that are

@@ -1,6 +1,6 @@
 """JSON text of slimlib objects: ``to_dict``/``from_dict`` and ``to_json``/``from_json``.
 
-Chapter *Using slimlib in your own analysis*, section "Files".  Every data
+Chapter *Using slimlib in your own analysis*, section "Save everything as JSON".  Every data
 class of slimlib (:class:`~slimlib.MoEModel`, :class:`~slimlib.ActivationStats`,
 :class:`~slimlib.Parameters`, :class:`~slimlib.Network`,
 :class:`~slimlib.Problem`, :class:`~slimlib.Placement`) has

@@ -11,7 +11,7 @@ pipe (``slimlib models | head``) ends the program quietly.
 Adding a subcommand
 -------------------
 Write a module with ``add_parser(sub)`` (``sub`` is the object returned by
-:meth:`argparse.ArgumentParser.add_subparsers`; return the new parser) and
+``argparse.ArgumentParser.add_subparsers``; return the new parser) and
 ``run(args) -> int``, and append its import name to :data:`COMMAND_MODULES`.
 The module is imported when the parser is built, so keep heavy imports inside
 ``run``.  ``run`` raises ValueError (or OSError) for user errors; this module

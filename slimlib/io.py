@@ -10,9 +10,9 @@ kinds: ``model-card`` (:class:`~slimlib.MoEModel`), ``activation-stats``
 unless asked).
 
 This is the only module that imports every data class; the classes
-themselves depend only on :mod:`slimlib._validate` and :mod:`slimlib._serial`.
+themselves depend only on ``slimlib._validate`` and ``slimlib._serial``.
 Size limits (e.g. at most ``MAX_LAYERS`` layers, ``MAX_FILE_BYTES`` per file)
-are documented in :mod:`slimlib._validate` and checked before allocation.
+are documented in ``slimlib._validate`` and checked before allocation.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def load(path: str | os.PathLike):
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool = False, field: str = "path") -> Path:
-    """Raise ValueError unless ``path`` can be written by :func:`save` (checked before long work).
+    """Raise ValueError unless ``path`` can be written by :func:`slimlib.save` (checked before long work).
 
     The folder must exist or be creatable, be a folder and be writable;
     ``path`` must not be a folder, and must not exist unless ``overwrite``.
@@ -107,7 +107,7 @@ def save(obj, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``obj.to_dict()`` to ``path`` as indented JSON, atomically.
 
     The text goes to a temporary file in the same folder, which then replaces
-    ``path`` (:func:`os.replace`): a failed write never leaves a partial file.
+    ``path`` (``os.replace``): a failed write never leaves a partial file.
 
     Parameters
     ----------
@@ -162,14 +162,14 @@ def data_dir() -> Path:
     ``pip install "slimlib @ git+..."`` on Colab; see ``setup.py``), else the
     ``data/`` folder of the repository the package was installed from
     (editable install, as ``make`` does it).  Folders in ``$SLIMLIB_DATA``
-    are searched before it by the ``load_*`` functions (:func:`data_dirs`).
+    are searched before it by the ``load_*`` functions (:func:`slimlib.data_dirs`).
     """
     shipped = shipped_dir()
     return shipped if shipped is not None else data_dirs()[0]
 
 
 def model_card_names() -> list[str]:
-    """Names of the model cards in ``models/`` of every data folder (:func:`data_dirs`)."""
+    """Names of the model cards in ``models/`` of every data folder (:func:`slimlib.data_dirs`)."""
     return names("models")
 
 

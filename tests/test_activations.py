@@ -261,7 +261,8 @@ def test_cli_collect(saved, tmp_path, capsys):
     assert "dropped" in capsys.readouterr().out
     # errors: one clear message, exit status 2
     with pytest.raises(SystemExit) as exc:
-        cli.main(["collect", "--model", str(saved["switch"]), "--prompts", str(prompts), "--out", str(out)])
+        cli.main(["collect", "--model", str(saved["switch"]), "--prompts", str(prompts), "--out", str(out),
+                  "--force"])
     assert exc.value.code == 2
     assert "field" in capsys.readouterr().err
 

@@ -30,7 +30,17 @@ def shipped_dir() -> Path | None:
 
 
 def data_dirs() -> list[Path]:
-    """Folders searched for data files, first match wins: ``$SLIMLIB_DATA`` entries, then the shipped one."""
+    """Folders searched for model cards, statistics and parameter sets, first match first.
+
+    The entries of ``$SLIMLIB_DATA`` (separated by ``os.pathsep``; each must
+    be an existing folder with ``models/``, ``stats/`` or ``parameters/``
+    inside), then the shipped data folder (:func:`slimlib.data_dir`).  A card
+    in an ``$SLIMLIB_DATA`` folder with the name of a shipped one replaces it.
+
+    Returns
+    -------
+    list of pathlib.Path
+    """
     out = []
     for entry in os.environ.get("SLIMLIB_DATA", "").split(os.pathsep):
         if entry:

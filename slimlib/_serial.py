@@ -79,6 +79,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise V.fail("path", str(path), f"cannot read: {exc.strerror or exc}") from None
     if path.is_dir():
         raise V.fail("path", str(path), "is a folder, not a file")
+    if not path.is_file():       # a device or a pipe (/dev/zero) would be read without end
+        raise V.fail("path", str(path), "is not a regular file")
     if size > V.MAX_FILE_BYTES:
         raise V.fail("path", str(path), f"file of {size} bytes is larger than the limit {V.MAX_FILE_BYTES} "
                                         "(slimlib._validate.MAX_FILE_BYTES)")

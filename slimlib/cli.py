@@ -60,6 +60,8 @@ def check_input_file(option: str, path: str) -> Path:
         raise UserError(f"{option}: no such file (got {path!r})")
     if p.is_dir():
         raise UserError(f"{option}: is a folder, not a file (got {path!r})")
+    if not p.is_file():
+        raise UserError(f"{option}: is not a regular file (got {path!r})")
     if not os.access(p, os.R_OK):
         raise UserError(f"{option}: file is not readable (got {path!r})")
     return p

@@ -134,6 +134,8 @@ def test_deep_nesting_is_one_message(tmp_path):
 def test_not_a_file_and_not_json(tmp_path):
     with pytest.raises(ValueError, match="is a folder, not a file"):
         sl.load(tmp_path)
+    with pytest.raises(ValueError, match="is not a regular file"):
+        sl.load("/dev/zero")
     bad = tmp_path / "bin.json"
     bad.write_bytes(b"\xff\xfe{")
     with pytest.raises(ValueError, match="not UTF-8"):

@@ -94,6 +94,14 @@ def read_json(path: str | os.PathLike) -> Any:
 class Serial:
     """Mixin: ``to_json``/``from_json`` (text) on top of a class's ``to_dict``/``from_dict``."""
 
+    def __init_subclass__(cls, **kwargs):
+        # Put both methods in every data class's own namespace, so that the API chapter (autodoc
+        # ``:members:``, which skips inherited ones) lists them next to to_dict/from_dict.
+        super().__init_subclass__(**kwargs)
+        for name in ("to_json", "from_json"):
+            if name not in cls.__dict__:
+                setattr(cls, name, Serial.__dict__[name])
+
     def to_dict(self) -> dict:  # pragma: no cover - every class overrides it
         raise NotImplementedError
 
@@ -102,7 +110,7 @@ class Serial:
         raise NotImplementedError
 
     def to_json(self, indent: int | None = None) -> str:
-        """JSON text of :meth:`to_dict` (a ``str``; ``indent`` as in :func:`json.dumps`)."""
+        """JSON text of :meth:`to_dict` (a ``str``; ``indent`` as in ``json.dumps``)."""
         return JSONText(json.dumps(self.to_dict(), indent=indent))
 
     @classmethod

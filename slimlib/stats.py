@@ -90,6 +90,8 @@ class ActivationStats(Serial):
         for l, (g, w) in enumerate(zip(groups, weights)):
             if isinstance(g, (str, bytes, dict)):
                 raise V.fail(f"ActivationStats.groups[{l}]", g, f"must be a list of groups of K={K} experts")
+            if isinstance(g, (list, tuple)) and V._has_bool(g):
+                raise V.fail(f"ActivationStats.groups[{l}]", g, "experts must be integers, not booleans")
             try:
                 g = np.asarray(g)
             except (ValueError, TypeError, OverflowError, RecursionError):

@@ -54,7 +54,9 @@ def changed(data: dict, path: tuple, value) -> dict:
     (("models", 0, "num_layers"), 1.5, r"MoEModel.num_layers: must be an integer \(got 1.5\)"),
     (("models", 0, "top_k"), "1", r"MoEModel.top_k: must be an integer \(got '1'\)"),
     (("stats", 0, "layers", 0, "groups"), [[0.5]], r"groups\[0\].*experts must be integers"),
-    (("stats", 0, "layers", 0, "groups"), [[True]], r"groups\[0\].*integer experts"),
+    (("stats", 0, "layers", 0, "groups"), [[True]], r"groups\[0\].*not booleans"),
+    (("stats", 0, "layers", 0, "groups"), [["0"]], r"groups\[0\].*integer experts"),
+    (("stats", 0, "layers", 0, "groups"), [[False], [1], [2]], r"groups\[0\].*not booleans"),
     (("stats", 0, "num_experts"), "3", r"ActivationStats.num_experts: must be an integer"),
 ])
 def test_problem_file_cases(tmp_path, problem, path, value, match):

@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the model cards shipped in data/models")
     sub.add_parser("methods", help="list the solver names")
+    from .online import add_parser as _add_online
+    _add_online(sub)
     return p
 
 
@@ -101,6 +103,9 @@ def main(argv=None) -> int:
                 print(f"{name:28s} L={m.num_layers:<3d} E={m.num_experts:<4d} K={m.top_k} "
                       f"expert={m.expert_bytes / 1e6:.1f} MB ({m.bytes_per_param:g} B/param)")
             return 0
+        if args.command == "online":
+            from .online import run as _run_online
+            return _run_online(args)
         if args.command == "methods":
             import slimlib
             print("\n".join(slimlib.methods()))

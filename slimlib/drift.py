@@ -1,6 +1,6 @@
 """Statistics that drift over time, and what a server can learn of them.
 
-Chapter *When the statistics drift* ({ref}`ch-drift`), sections "Drifting
+Chapter *When the statistics drift*, sections "Drifting
 workloads" and "Estimating the statistics online".  The placement of the other
 chapters is computed once from offline activation statistics ``P_{m,l}(G)``.
 Here every user's statistics move, period after period, from the offline

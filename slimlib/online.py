@@ -1,6 +1,6 @@
 """Re-caching while the statistics drift: policies, migration cost, the ``online`` command.
 
-Chapter *When the statistics drift* ({ref}`ch-drift`).  A period ``t`` of a
+Chapter *When the statistics drift*.  A period ``t`` of a
 :class:`~slimlib.drift.DriftingWorkload` is served by a placement ``x_t``
 chosen at its start from the online estimate of the statistics
 (:func:`slimlib.drift.estimate`).  Three policies:
@@ -56,8 +56,8 @@ from .latency import average_latency, call_latency
 from .problem import Placement, Problem
 
 __all__ = ["POLICIES", "OnlineContext", "OnlineRun", "prepare", "run_policy", "adopt", "budgeted_step",
-           "moved_bytes", "recaching_verdict", "budget_verdict", "budget_counterexample",
-           "add_parser", "run"]
+           "moved_bytes", "budget_counterexample",
+           "min_period_s", "add_parser", "run"]
 
 #: The re-caching policies of :func:`run_policy`.
 POLICIES = ("static", "periodic", "budgeted")
@@ -130,10 +130,14 @@ def _set(x, n, copies, value) -> None:
 
 def _group_sets(problem: Problem) -> list[set]:
     """Per model, the distinct ``(layer, experts)`` of every activated group of its users."""
-    out = [set() for _ in problem.models]
-    for m, s in enumerate(problem.stats):
-        u = problem.user_model[m]
-        out[u].update((int(l), tuple(int(e) for e in g)) for l, g in zip(s.group_layer, s.group_experts))
+    out = []
+    for u in range(len(problem.models)):
+        stats = [problem.stats[m] for m in problem.users_of(u)]
+        if not stats:
+            out.append(set())
+            continue
+        rows = np.unique(np.concatenate([np.column_stack([s.group_layer, s.group_experts]) for s in stats]), axis=0)
+        out.append({(int(r[0]), tuple(int(e) for e in r[1:])) for r in rows})
     return out
 
 
@@ -485,52 +489,6 @@ def run_policy(ctx: OnlineContext, policy: str, *, budget_bytes: float = math.in
 
 
 # ---------------------------------------------------------------------------
-# Verdicts (sentences chosen by the numbers)
-# ---------------------------------------------------------------------------
-def recaching_verdict(static_ms: float, policy_ms: float, moved_gb: float, backhaul_s: float, label: str,
-                      *, tol: float = 0.01) -> str:
-    """One sentence: how much a re-caching policy saves against static, and what it moves.
-
-    Lower by more than ``tol`` (relative) -> "lowers"; within ``tol`` ->
-    "leaves ... unchanged"; higher -> "raises".
-    """
-    s, p = float(static_ms), float(policy_ms)
-    cost = f"moving {moved_gb:.2f} GB over the backhaul ({backhaul_s:.0f} s of backhaul time)"
-    if p < s * (1 - tol):
-        return (f"{label} lowers the average latency from {s:.1f} ms to {p:.1f} ms per token "
-                f"({100 * (s - p) / s:.0f} % less), {cost}.")
-    if p <= s * (1 + tol):
-        return (f"{label} leaves the average latency where the static placement has it "
-                f"({p:.1f} ms against {s:.1f} ms per token), although {cost.replace('moving', 'it moves')}.")
-    return (f"{label} raises the average latency from {s:.1f} ms to {p:.1f} ms per token: "
-            f"the moves cost more than they gain, {cost}.")
-
-
-def budget_verdict(static_ms: float, periodic_ms: float, budgeted_ms: float, budgeted_gb: float,
-                   periodic_gb: float, budget_mb: float) -> str:
-    """One sentence: which share of the periodic re-solve's saving a budget obtains, for which share of its bytes."""
-    gain_full = static_ms - periodic_ms
-    share = (static_ms - budgeted_ms) / gain_full if gain_full > 0 else float("nan")
-    bytes_share = budgeted_gb / periodic_gb if periodic_gb > 0 else float("nan")
-    head = f"A budget of {budget_mb:g} MB per period"
-    if not gain_full > 0:
-        return f"{head} has nothing to recover: the periodic re-solve is no faster than the static placement."
-    if share > 1.0:
-        words = "saves more than the periodic re-solve"
-    elif share >= 0.9:
-        words = "obtains nearly all of the periodic re-solve's saving"
-    elif share >= 0.5:
-        words = "obtains most of the periodic re-solve's saving"
-    elif share > 0:
-        words = "obtains only part of the periodic re-solve's saving"
-    else:
-        words = "obtains none of the periodic re-solve's saving"
-    return (f"{head} {words} ({100 * share:.0f} %: {budgeted_ms:.1f} ms against {periodic_ms:.1f} ms per token) "
-            f"while moving {100 * bytes_share:.0f} % of its bytes ({budgeted_gb:.2f} GB against "
-            f"{periodic_gb:.2f} GB).")
-
-
-# ---------------------------------------------------------------------------
 # The counterexample to an approximation factor
 # ---------------------------------------------------------------------------
 def budget_counterexample(p: float = 0.35):
@@ -695,3 +653,4 @@ def run(args) -> int:
     print(f"estimation error  {est.error.mean():.4f} (mean total variation)")
     print(f"written           {path}")
     return 0
+

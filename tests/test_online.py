@@ -11,8 +11,8 @@ import pytest
 import slimlib as sl
 from slimlib.cli import main
 from slimlib.drift import drift_profile, drifting_workload, estimate, write_drift_profile
-from slimlib.online import (_Scorer, adopt, budget_counterexample, budget_verdict, budgeted_step, moved_bytes,
-                            prepare, recaching_verdict, run_policy)
+from slimlib.online import _Scorer, adopt, budget_counterexample, budgeted_step, moved_bytes, prepare, run_policy
+from slimlib.online_study import budget_verdict, recaching_verdict
 from slimlib.synthetic import user_stats
 
 MODEL = "moe-llava-phi2-2.7b-4e"

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import _validate as V
 from .online import OnlineRun, _progress, prepare, run_policy
 from .problem import Problem
 
-__all__ = ["DriftStudy", "drift_problem", "drift_study", "recaching_verdict", "budget_verdict"]
+__all__ = ["DriftStudy", "drift_problem", "drift_study", "recaching_verdict", "budget_verdict", "slower_verdict",
+           "churn_verdict", "window_verdict"]
 
 
 @dataclass
@@ -160,3 +163,31 @@ def budget_verdict(static_ms: float, periodic_ms: float, budgeted_ms: float, bud
     return (f"{head} {words} ({100 * share:.0f} %: {budgeted_ms:.1f} ms against {periodic_ms:.1f} ms per token) "
             f"while moving {100 * bytes_share:.0f} % of its bytes ({budgeted_gb:.2f} GB against "
             f"{periodic_gb:.2f} GB).")
+
+
+def slower_verdict(ms: float, ref_ms: float, what: str, ref: str, *, tol: float = 0.01) -> str:
+    """``"<what> is X % slower than <ref>"``, or faster, or "within 1 % of" (relative ``tol``)."""
+    pct = 100 * (float(ms) - float(ref_ms)) / float(ref_ms)
+    if abs(pct) <= 100 * tol:
+        return f"{what} is within {100 * tol:g} % of {ref}"
+    num = f"{abs(pct):.1f}" if abs(pct) < 10 else f"{abs(pct):.0f}"
+    return f"{what} is {num} % {'slower' if pct > 0 else 'faster'} than {ref}"
+
+
+def churn_verdict(gb: float, periods: int) -> str:
+    """One sentence: what the periodic re-solve moves while nothing drifts (``gb`` over ``periods`` periods)."""
+    head = f"In the {periods} periods before the drift, when nothing has changed, the periodic re-solve"
+    if gb <= 0:
+        return f"{head} moves nothing: its target does not change."
+    return f"{head} already moves {gb:.2f} GB: on noisy estimates its target keeps changing."
+
+
+def window_verdict(windows, ms, policy: str = "the periodic re-solve", *, tol: float = 0.01) -> str:
+    """Which window ``W`` gives ``policy`` the lowest and the highest average latency (``ms`` per window)."""
+    ws, ms = list(windows), [float(x) for x in ms]
+    lo, hi = int(np.argmin(ms)), int(np.argmax(ms))
+    if ms[hi] <= ms[lo] * (1 + tol):
+        return (f"For {policy} the window changes the average latency by less than {100 * tol:g} % "
+                f"({ms[lo]:.1f} to {ms[hi]:.1f} ms per token).")
+    return (f"For {policy} the best window here is W = {ws[lo]:g} ({ms[lo]:.1f} ms per token) and the "
+            f"worst W = {ws[hi]:g} ({ms[hi]:.1f} ms per token).")

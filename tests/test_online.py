@@ -12,7 +12,8 @@ import slimlib as sl
 from slimlib.cli import main
 from slimlib.drift import drift_profile, drifting_workload, estimate, write_drift_profile
 from slimlib.online import _Scorer, adopt, budget_counterexample, budgeted_step, moved_bytes, prepare, run_policy
-from slimlib.online_study import budget_verdict, recaching_verdict
+from slimlib.online_study import (budget_verdict, churn_verdict, recaching_verdict, slower_verdict,
+                                  window_verdict)
 from slimlib.synthetic import user_stats
 
 MODEL = "moe-llava-phi2-2.7b-4e"
@@ -223,6 +224,20 @@ def test_budget_verdict_words_follow_the_numbers():
     assert "more than the periodic" in v(39)
     assert "5 % of its bytes" in v(41)
     assert "nothing to recover" in budget_verdict(40, 40, 40, 0, 1, 100)
+
+
+def test_slower_churn_and_window_verdicts_follow_the_numbers():
+    assert slower_verdict(74.5, 33.0, "A", "B") == "A is 126 % slower than B"
+    assert slower_verdict(13.6, 12.9, "A", "B") == "A is 5.4 % slower than B"
+    assert slower_verdict(30.0, 33.0, "A", "B") == "A is 9.1 % faster than B"
+    assert slower_verdict(33.2, 33.0, "A", "B") == "A is within 1 % of B"
+    assert "already moves 9.33 GB" in churn_verdict(9.334, 4) and "4 periods" in churn_verdict(9.334, 4)
+    assert "moves nothing" in churn_verdict(0.0, 4)
+    assert window_verdict([1, 2, 8], [39.2, 39.7, 43.0]) == (
+        "For the periodic re-solve the best window here is W = 1 (39.2 ms per token) and the worst W = 8 "
+        "(43.0 ms per token).")
+    assert "best window here is W = 8" in window_verdict([1, 8], [44.0, 40.0])
+    assert "less than 1 %" in window_verdict([1, 2], [40.0, 40.2])
 
 
 def _cli_problem(problem, tmp_path):

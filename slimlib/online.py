@@ -559,6 +559,10 @@ def add_parser(sub) -> None:
     o.add_argument("--period-s", type=float, default=60.0, help="length of a period, seconds (default 60)")
     o.add_argument("--seed", type=int, default=0, help="seed of the workload (default 0)")
 
+    def one_line_error(message):                              # argparse's own errors: one line too
+        o.exit(2, f"{o.prog}: error: {message}\n")
+    o.error = one_line_error
+
 
 def _load(flag: str, path: str):
     from .io import load

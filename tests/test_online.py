@@ -266,6 +266,8 @@ def test_cli_online_writes_one_row_per_period(problem, tmp_path, capsys):
     (["--policy", "static", "--period-s", "1"], "--period-s: must be >="),
     (["--policy", "static", "--method", "magic"], "--method: unknown method"),
     (["--policy", "static", "--to", "missing.json"], "--to: path: no such file"),
+    (["--policy", "sideways"], "argument --policy: invalid choice"),
+    (["--policy", "static", "--tokens", "many"], "argument --tokens: invalid int value"),
 ])
 def test_cli_online_rejects_bad_arguments_before_work(problem, tmp_path, capsys, extra, field):
     path = _cli_problem(problem, tmp_path)

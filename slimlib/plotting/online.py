@@ -32,6 +32,7 @@ POLICY_STYLE = {
 
 _WIDTH = 6.7            # inches: the text column of the book at 100 dpi
 _KIND = {"switch": "sudden switch", "gradual": "gradual mix", "none": "no drift"}
+_SHORT = {"static": "static", "periodic": "periodic re-solve", "budgeted": "budgeted"}
 _GROUP_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999999"]
 _GROUP_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h"]
 
@@ -146,18 +147,22 @@ def draw_tradeoff(study, *, source: str = "statistics: synthetic"):
         gb = np.array([p[1] for p in pts])
         ms = np.array([p[2] for p in pts])
         st = kind_style[kind]
-        ax.plot(gb, ms, linestyle="-", label=f"budgeted, {_KIND[kind]}", **st)
+        ax.plot(gb, ms, linestyle="-", label=f"budgeted, {kind}", **st)
         for pol in ("static", "periodic"):
             r = study.run(kind, pol)
             ps = POLICY_STYLE[pol]
             ax.plot([r.total_bytes / 1e9], [r.mean_latency_s * 1e3], linestyle="none", marker=ps["marker"],
                     markersize=8, markerfacecolor="none" if kind == "gradual" else ps["color"],
-                    color=ps["color"], label=f"{ps['label']}, {_KIND[kind]}")
+                    color=ps["color"], label=f"{_SHORT[pol]}, {kind}")
     ax.set_xscale("symlog", linthresh=0.1)
     T = len(study.run("switch", "static").latency_s)
     ax.set_xlabel(f"GB moved over the backhaul in {T} periods (symlog scale)")
     ax.set_ylabel("average latency (ms per token)")
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, frameon=False)
+    h, lab = ax.get_legend_handles_labels()                 # one column per policy: budgeted, static, periodic
+    order = sorted(range(len(lab)), key=lambda i: (["budgeted", "static", "periodic"].index(
+        lab[i].split(",")[0].split()[0]), i))
+    fig.legend([h[i] for i in order], [lab[i] for i in order], loc="outside lower center", ncol=3,
+               frameon=False)
     source_note(fig, source)
     return fig
 

@@ -74,7 +74,8 @@ def write_drift_profile(folder=None) -> Path:
     stats = synthetic_stats(card, seed=PROFILE_SEED)
     stats.provenance["note"] = ("second synthetic profile of the card (seed 1): the drift target of "
                                 "the book chapter ch-drift (slimlib.drift.write_drift_profile)")
-    return save(stats, folder / "stats" / f"{PROFILE_MODEL}-synthetic-seed{PROFILE_SEED}.json")
+    return save(stats, folder / "stats" / f"{PROFILE_MODEL}-synthetic-seed{PROFILE_SEED}.json",
+                overwrite=True)
 
 
 @dataclass

@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--scale", choices=["book", "paper"], default="book",
                    help="book: the sizes built in the book; paper: full-size sweeps (slow)")
 
+    from .simulation.cli import add_parser as add_simulate
+    add_simulate(sub)
     sub.add_parser("models", help="list the model cards shipped in data/models")
     sub.add_parser("methods", help="list the solver names")
     return p
@@ -91,6 +93,9 @@ def main(argv=None) -> int:
             return main_collect(args)
         if args.command == "solve":
             return _solve(args)
+        if args.command == "simulate":
+            from .simulation.cli import run
+            return run(args)
         if args.command == "figures":
             from .experiments import main_figures
             return main_figures(args)

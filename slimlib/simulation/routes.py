@@ -142,12 +142,14 @@ def offered_load(problem: Problem, placement: Placement, token_rate, *, server_s
                  routes=None, stages: CallStages | None = None) -> dict:
     """Expected busy fraction of every shared stage when users decode ``token_rate`` tokens/s.
 
-    A user ``m`` decoding ``lambda_m`` tokens per second sends, per second,
-    ``lambda_m * p_{m,l,e}`` calls for expert ``e`` of layer ``l``
-    (``p`` the marginals of its statistics); each occupies the stages of its
-    route for their nominal times.  The busy fraction of a stage is the sum of
-    these times per second — the utilisation ``rho`` of queueing theory
-    (chapter *A placement in a live network*, "A load-aware placement").
+    A user ``m`` decoding ``lambda_m`` tokens per second activates group
+    ``G`` of layer ``l`` ``lambda_m * P_{m,l}(G)`` times per second; the calls
+    of the group bound for one place travel as one message (one uplink and
+    one downlink transfer, one compute job per call), as in the simulator.
+    Each message occupies the stages of its route for their nominal times;
+    the busy fraction of a stage is the sum of these times per second — the
+    utilisation ``rho`` of queueing theory (chapter *A placement in a live
+    network*, "A load-aware placement").
 
     Parameters
     ----------
@@ -174,19 +176,23 @@ def offered_load(problem: Problem, placement: Placement, token_rate, *, server_s
     lam = V.array("token_rate", np.broadcast_to(np.asarray(token_rate, float), (M,)), shape=(M,), nonneg=True)
     out = {k: np.zeros(N) for k in ("uplink", "downlink", "compute", "backhaul_up", "backhaul_down")}
     for m, s in enumerate(problem.stats):
-        rate = lam[m] * s.marginals()                       # (L, E) calls per second
-        lm = loc[m]
-        for n in range(N):
-            at_n = float(rate[lm == n].sum())
-            out["uplink"][n] += at_n * st.up[m, n]
-            out["downlink"][n] += at_n * st.down[m, n]
-            out["compute"][n] += at_n * st.compute[m, n]
-        to_cloud = float(rate[lm == CLOUD].sum())
+        locs = loc[m][s.group_layer[:, None], s.group_experts]             # (G, K) destination of every call
+        rate = lam[m] * s.group_prob                                         # (G,) groups per second
         n0 = st.best_server[m]
-        out["uplink"][n0] += to_cloud * st.up[m, n0]
-        out["downlink"][n0] += to_cloud * st.down[m, n0]
-        out["backhaul_up"][n0] += to_cloud * st.backhaul[m]
-        out["backhaul_down"][n0] += to_cloud * st.backhaul[m]
+        for d in np.unique(locs).tolist():
+            if d == DEVICE:
+                continue
+            hit = locs == d
+            msgs = float(rate @ hit.any(axis=1))                             # messages per second to d
+            jobs = float(rate @ hit.sum(axis=1))                             # calls per second to d
+            n = n0 if d == CLOUD else d
+            out["uplink"][n] += msgs * st.up[m, n]
+            out["downlink"][n] += msgs * st.down[m, n]
+            if d == CLOUD:
+                out["backhaul_up"][n] += msgs * st.backhaul[m]
+                out["backhaul_down"][n] += msgs * st.backhaul[m]
+            else:
+                out["compute"][n] += jobs * st.compute[m, n]
     if server_slots is not None:
         out["compute"] /= V.number("server_slots", server_slots, integer=True, positive=True)
     return out

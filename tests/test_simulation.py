@@ -315,3 +315,30 @@ def test_load_aware_is_the_plain_placement_at_negligible_load_and_feasible_under
     heavy = sl.solve(pb, method="load-aware", token_rate=75.0, iterations=3)
     assert heavy.is_feasible(pb) and len(heavy.info["surrogate_s"]) == 4
     assert heavy.info["surrogate_s"][heavy.info["chosen"]] == min(heavy.info["surrogate_s"])
+
+
+def test_validation_and_trace_readings_both_sides():
+    from slimlib.simulation.study import trace_reading, validation_reading
+    assert "agree: the difference (0.50 %) lies inside" in validation_reading(0.1005, 0.001, 0.1)
+    assert "differ by 5.00 %, more than" in validation_reading(0.105, 0.001, 0.1)
+    a = dict(mean_s=0.010, ci99_s=0.0001, p50_s=0.008, p99_s=0.030)
+    same = dict(a, mean_s=0.01005)
+    assert trace_reading(a, same) == ("Replaying the trace leaves the mean where independent layers put it "
+                                      "(10.05 against 10.00 ms per token, within the confidence intervals); "
+                                      "the median stays at 8.00 ms, and the 99th percentile stays at 30.00 ms.")
+    moved = dict(a, mean_s=0.011, p50_s=0.007, p99_s=0.040)
+    s = trace_reading(a, moved)
+    assert s.startswith("Replaying the trace raises the mean from 10.00 to 11.00 ms per token")
+    assert "the median falls from 8.00 to 7.00 ms, and the 99th percentile rises from 30.00 to 40.00 ms." in s
+
+
+def test_bend_reading_both_sides():
+    from slimlib.simulation.study import bend_reading
+    rows = [_row("decomposition", 10, 10, 10.5), _row("decomposition", 50, 10, 12.0),
+            _row("none", 10, 20, 20.1), _row("none", 50, 20, 20.5)]
+    assert bend_reading(rows) == ("The first to lose more than 10 % to waiting is Decomposition + DP (Alg. 2) (at 50 "
+                                  "tokens/s per user); No edge caching never does in the simulated range.")
+    rows[3]["mean_s"] = 0.030
+    assert bend_reading(rows).endswith("(at 50 tokens/s per user).")
+    rows[1]["mean_s"] = rows[3]["mean_s"] = 0.0105
+    assert bend_reading(rows).startswith("No placement's mean exceeds its expected latency by 10 %")

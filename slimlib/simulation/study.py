@@ -20,7 +20,8 @@ from .engine import simulate
 from .result import weighted_quantile
 
 __all__ = ["SWEEP_METHODS", "LIVE_PROBLEMS", "live_problem", "sweep_row", "load_sweep", "ranking_reading",
-           "trace_problem", "compare_reading", "CDF_LEVELS"]
+           "trace_problem", "compare_reading", "validation_reading", "trace_reading", "bend_reading",
+           "CDF_LEVELS"]
 
 #: Methods compared under load (chapter *A placement in a live network*).
 SWEEP_METHODS = ("decomposition", "popularity", "coordinated-popularity", "none")
@@ -173,6 +174,41 @@ def ranking_reading(rows: Sequence[dict], *, what: str = "the ranking", label: s
             f"{(b['expected_s'] - a['expected_s']) * 1e3:.1f} ms per token faster in expectation.")
 
 
+def bend_reading(rows: Sequence[dict], *, threshold: float = 0.10) -> str:
+    """Which placement loses ``threshold`` of its expected latency to waiting first, and which last.
+
+    A placement *bends* at the lowest simulated load at which its mean
+    exceeds its expected latency by more than ``threshold`` (relative).
+
+    Returns
+    -------
+    str
+        One sentence naming the loads (tokens/s per user).
+    """
+    first = {}
+    for r in sorted(rows, key=lambda r: r["token_rate"]):
+        if r["label"] not in first:
+            first[r["label"]] = None
+        if first[r["label"]] is None and r["mean_s"] > (1 + threshold) * r["expected_s"]:
+            first[r["label"]] = r["token_rate"]
+    pct = f"{100 * threshold:.0f} %"
+    bent = sorted((v, k) for k, v in first.items() if v is not None)
+    never = [k for k, v in first.items() if v is None]
+    if not bent:
+        return f"No placement's mean exceeds its expected latency by {pct} at any simulated load."
+    early = [k for v, k in bent if v == bent[0][0]]
+    out = (f"The first to lose more than {pct} to waiting is {' and '.join(_name(k) for k in early)} "
+           f"(at {bent[0][0]:g} tokens/s per user)")
+    if never:
+        out += f"; {' and '.join(_name(k) for k in never)} never does in the simulated range."
+    elif bent[-1][0] > bent[0][0]:
+        late = [k for v, k in bent if v == bent[-1][0]]
+        out += f"; the last is {' and '.join(_name(k) for k in late)} (at {bent[-1][0]:g} tokens/s per user)."
+    else:
+        out += "."
+    return out
+
+
 def compare_reading(rows: Sequence[dict], new: str, old: str, *, stat: str = "mean_s") -> str:
     """Compare two placements across loads in words (e.g. the load-aware one against the plain one).
 
@@ -218,6 +254,44 @@ def compare_reading(rows: Sequence[dict], new: str, old: str, *, stat: str = "me
     if same:
         parts.append(f"changes it by less than the noise at {len(same)}")
     return f"{_name(new)} " + "; ".join(parts) + "."
+
+
+def validation_reading(mean_s: float, ci_s: float, expected_s: float) -> str:
+    """Does the simulated mean agree with the expected latency?  In words, with the numbers (ms per token).
+
+    Agreement means ``|mean - expected| <= ci`` (the 99 % half-width).
+    """
+    d = mean_s - expected_s
+    rel = 100 * abs(d) / expected_s
+    head = (f"the simulated mean, {mean_s * 1e3:.3f} ± {ci_s * 1e3:.3f} ms per token (99 % CI), "
+            f"and the expected latency, {expected_s * 1e3:.3f} ms")
+    if abs(d) <= ci_s:
+        return f"{head}, agree: the difference ({rel:.2f} %) lies inside the confidence interval."
+    return f"{head}, differ by {rel:.2f} %, more than the confidence interval allows."
+
+
+def trace_reading(sampled: dict, replayed: dict) -> str:
+    """What replaying the trace changes against independent layers (rows of :func:`sweep_row`), in words.
+
+    The means count as equal when they differ by less than the sum of their
+    99 % half-widths; a quantile when it moves by less than 1 %.
+    """
+    dm = replayed["mean_s"] - sampled["mean_s"]
+    if abs(dm) <= sampled["ci99_s"] + replayed["ci99_s"]:
+        first = (f"Replaying the trace leaves the mean where independent layers put it "
+                 f"({replayed['mean_s'] * 1e3:.2f} against {sampled['mean_s'] * 1e3:.2f} ms per token, "
+                 f"within the confidence intervals)")
+    else:
+        first = (f"Replaying the trace {'raises' if dm > 0 else 'lowers'} the mean from "
+                 f"{sampled['mean_s'] * 1e3:.2f} to {replayed['mean_s'] * 1e3:.2f} ms per token")
+    parts = []
+    for key, word in (("p50_s", "median"), ("p99_s", "99th percentile")):
+        a, b = sampled[key], replayed[key]
+        if abs(b - a) <= 0.01 * a:
+            parts.append(f"the {word} stays at {b * 1e3:.2f} ms")
+        else:
+            parts.append(f"the {word} {'rises' if b > a else 'falls'} from {a * 1e3:.2f} to {b * 1e3:.2f} ms")
+    return f"{first}; {parts[0]}, and {parts[1]}."
 
 
 def trace_problem(trace=None, *, server_experts: int = 6, device_experts: int = 4, num_users: int | None = None,

@@ -223,7 +223,7 @@ def test_replaying_the_whole_trace_gives_the_evaluator_exactly():
 def test_trace_must_fit_the_model():
     pb, x = _loaded()
     with pytest.raises(ValueError, match="does not fit model"):
-        simulate(pb, x, routing="trace", trace=load_trace(), tokens=10, progress=False)
+        simulate(pb, x, routing="trace", trace=load_trace(), tokens=100, progress=False)
 
 
 # -- configuration and CLI ------------------------------------------------------------------------------

@@ -295,7 +295,7 @@ def test_compare_reading_both_sides():
     rows = [_row("load-aware", 10, 11, 11.0), _row("plain", 10, 10, 11.0),
             _row("load-aware", 50, 11, 15.0), _row("plain", 50, 10, 20.0)]
     s = compare_reading(rows, "load-aware", "plain")
-    assert s.startswith("load-aware lowers the mean latency at 1 of 2 loads (most at 50 tokens/s per user: "
+    assert s.startswith("Load-aware (M/M/c fixed point) lowers the mean latency at 1 of 2 loads (most at 50 tokens/s per user: "
                         "5.0 ms per token, 25 %)") and "less than the noise at 1" in s
     rows[2]["mean_s"] = 0.030
     assert "raises it at 1 (most at 50 tokens/s per user: +10.0 ms" in compare_reading(rows, "load-aware", "plain")
@@ -321,15 +321,17 @@ def test_validation_and_trace_readings_both_sides():
     from slimlib.simulation.study import trace_reading, validation_reading
     assert "agree: the difference (0.50 %) lies inside" in validation_reading(0.1005, 0.001, 0.1)
     assert "differ by 5.00 %, more than" in validation_reading(0.105, 0.001, 0.1)
-    a = dict(mean_s=0.010, ci99_s=0.0001, p50_s=0.008, p99_s=0.030)
+    a = dict(mean_s=0.010, ci99_s=0.0001, p50_s=0.008, p99_s=0.030, std_s=0.005)
     same = dict(a, mean_s=0.01005)
     assert trace_reading(a, same) == ("Replaying the trace leaves the mean where independent layers put it "
                                       "(10.05 against 10.00 ms per token, within the confidence intervals); "
-                                      "the median stays at 8.00 ms, and the 99th percentile stays at 30.00 ms.")
-    moved = dict(a, mean_s=0.011, p50_s=0.007, p99_s=0.040)
+                                      "the median stays at 8.00 ms, the 99th percentile stays at 30.00 ms, and "
+                                      "the standard deviation of a token's latency stays at 5.00 ms.")
+    moved = dict(a, mean_s=0.011, p50_s=0.007, p99_s=0.040, std_s=0.006, ci99_s=0.0004)
     s = trace_reading(a, moved)
     assert s.startswith("Replaying the trace raises the mean from 10.00 to 11.00 ms per token")
-    assert "the median falls from 8.00 to 7.00 ms, and the 99th percentile rises from 30.00 to 40.00 ms." in s
+    assert "the median falls from 8.00 to 7.00 ms, the 99th percentile rises from 30.00 to 40.00 ms" in s
+    assert s.endswith("is 4.0 times wider.")
 
 
 def test_bend_reading_both_sides():

@@ -49,7 +49,8 @@ def sweep_row(problem: Problem, placement: Placement, config: SimulationConfig, 
     -------
     dict
         ``labels`` plus ``method``, ``token_rate``, ``expected_s``, ``mean_s``,
-        ``ci99_s``, ``p50_s``, ``p95_s``, ``p99_s``, ``queueing_share``,
+        ``ci99_s``, ``p50_s``, ``p95_s``, ``p99_s``, ``std_s`` (standard
+        deviation of a token's latency), ``queueing_share``,
         ``utilisation`` (of the busiest shared stage), ``busiest``,
         ``throughput`` (tokens/s per user), ``cdf_s`` (latency at
         :data:`CDF_LEVELS`), ``calls``, ``cpu_s``.
@@ -60,7 +61,8 @@ def sweep_row(problem: Problem, placement: Placement, config: SimulationConfig, 
     b = res.busiest()
     return dict(labels, method=placement.method, token_rate=config.token_rate, expected_s=res.expected_s,
                 mean_s=res.mean_s, ci99_s=res.ci_s(0.99), p50_s=res.quantile_s(0.5), p95_s=res.quantile_s(0.95),
-                p99_s=res.quantile_s(0.99), queueing_share=res.queueing_share,
+                p99_s=res.quantile_s(0.99), std_s=float(np.sqrt(np.average((lat - res.mean_s) ** 2, weights=w))),
+                queueing_share=res.queueing_share,
                 utilisation=b.get("utilisation", math.nan), busiest=b.get("stage", ""),
                 throughput=res.throughput, cdf_s=weighted_quantile(lat, w, CDF_LEVELS), calls=res.served,
                 cpu_s=time.process_time() - cpu)
@@ -121,8 +123,8 @@ def load_sweep(problem: Problem, token_rates: Sequence[float], *, methods: Seque
 
 
 def _name(method: str) -> str:
-    from ..plotting import method_style
-    return method_style(method).get("label", method)
+    from ..plotting.simulation import series_style
+    return series_style(method).get("label", method)
 
 
 def ranking_reading(rows: Sequence[dict], *, what: str = "the ranking", label: str = "label") -> str:
@@ -197,13 +199,15 @@ def bend_reading(rows: Sequence[dict], *, threshold: float = 0.10) -> str:
     if not bent:
         return f"No placement's mean exceeds its expected latency by {pct} at any simulated load."
     early = [k for v, k in bent if v == bent[0][0]]
-    out = (f"The first to lose more than {pct} to waiting is {' and '.join(_name(k) for k in early)} "
-           f"(at {bent[0][0]:g} tokens/s per user)")
+    out = (f"The first to lose more than {pct} to waiting {'is' if len(early) == 1 else 'are'} "
+           f"{' and '.join(_name(k) for k in early)} (at {bent[0][0]:g} tokens/s per user)")
     if never:
-        out += f"; {' and '.join(_name(k) for k in never)} never does in the simulated range."
+        out += (f"; {' and '.join(_name(k) for k in never)} never {'does' if len(never) == 1 else 'do'} "
+                "in the simulated range.")
     elif bent[-1][0] > bent[0][0]:
         late = [k for v, k in bent if v == bent[-1][0]]
-        out += f"; the last is {' and '.join(_name(k) for k in late)} (at {bent[-1][0]:g} tokens/s per user)."
+        out += (f"; the last {'is' if len(late) == 1 else 'are'} {' and '.join(_name(k) for k in late)} "
+                f"(at {bent[-1][0]:g} tokens/s per user).")
     else:
         out += "."
     return out
@@ -285,16 +289,22 @@ def trace_reading(sampled: dict, replayed: dict) -> str:
         first = (f"Replaying the trace {'raises' if dm > 0 else 'lowers'} the mean from "
                  f"{sampled['mean_s'] * 1e3:.2f} to {replayed['mean_s'] * 1e3:.2f} ms per token")
     parts = []
-    for key, word in (("p50_s", "median"), ("p99_s", "99th percentile")):
+    for key, word in (("p50_s", "median"), ("p99_s", "99th percentile"),
+                      ("std_s", "standard deviation of a token's latency")):
         a, b = sampled[key], replayed[key]
         if abs(b - a) <= 0.01 * a:
             parts.append(f"the {word} stays at {b * 1e3:.2f} ms")
         else:
             parts.append(f"the {word} {'rises' if b > a else 'falls'} from {a * 1e3:.2f} to {b * 1e3:.2f} ms")
-    return f"{first}; {parts[0]}, and {parts[1]}."
+    ratio = replayed["ci99_s"] / sampled["ci99_s"] if sampled["ci99_s"] > 0 else math.nan
+    tail = ""
+    if ratio > 1.5:
+        tail = (f" Consecutive tokens are correlated in the trace: the confidence interval of the mean, "
+                f"computed from batches of consecutive tokens, is {ratio:.1f} times wider.")
+    return f"{first}; {parts[0]}, {parts[1]}, and {parts[2]}.{tail}"
 
 
-def trace_problem(trace=None, *, server_experts: int = 6, device_experts: int = 4, num_users: int | None = None,
+def trace_problem(trace=None, *, server_experts: int = 2, device_experts: int = 2, num_users: int | None = None,
                   num_servers: int | None = None, seed: int = 0) -> Problem:
     """The tiny MoE in a Table 1 network, with the statistics of its routing trace.
 

@@ -3,7 +3,7 @@
 The placements of the book minimise the *expected* latency, in which nothing
 waits.  Under load, a server whose radio link carries many calls makes them
 wait.  ``method="load-aware"`` wraps any solver (default the decomposition,
-{prf:ref}`alg-decomposition`) in a fixed point:
+chapter *Successive decomposition*) in a fixed point:
 
 1. solve; estimate the busy fraction ``rho`` of every server's uplink,
    downlink and compute at the offered token rate

@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.ticker import NullLocator
 
 from . import method_style, new_figure, source_note
 
@@ -31,8 +32,21 @@ MS = 1e3
 
 
 def series_style(name: str) -> dict:
-    """Plot keywords of a series: :data:`SERIES_STYLE`, else the method's style."""
-    return dict(SERIES_STYLE[name]) if name in SERIES_STYLE else method_style(name)
+    """Plot keywords of a series: :data:`SERIES_STYLE`, else the method's style (always with a marker)."""
+    st = dict(SERIES_STYLE[name]) if name in SERIES_STYLE else method_style(name)
+    if not st.get("marker"):
+        st["marker"] = "p"
+    return st
+
+
+def _note(fig, note):
+    """Source note in a bottom strip kept clear of the panels and the legend."""
+    if not note:
+        return
+    eng = fig.get_layout_engine()
+    if eng is not None and hasattr(eng, "set"):
+        eng.set(rect=(0, 0.04, 1, 0.96))
+    source_note(fig, note)
 
 
 def draw_live_network():
@@ -40,7 +54,7 @@ def draw_live_network():
     fig, ax = new_figure(figsize=(6.4, 2.9), layout="constrained")
     ax.set_axis_off()
     ax.grid(False)
-    ax.set_xlim(0, 10)
+    ax.set_xlim(-0.15, 10.1)
     ax.set_ylim(0, 4.6)
 
     def box(x, y, w, text, color, h=0.8):
@@ -53,21 +67,21 @@ def draw_live_network():
 
     q = "#FCE3C8"      # shared, FIFO
     free = "#E4EEF8"   # never waits
-    box(0.0, 1.9, 1.5, "user m\n(sessions)", free)
-    box(2.1, 3.3, 1.9, "uplink of n\nFIFO, θ/r_up", q)
-    box(4.5, 3.3, 1.9, "compute of n\nc slots, φ/f_n", q)
-    box(6.9, 3.3, 1.9, "downlink of n\nFIFO, θ/r_dn", q)
-    box(2.1, 1.9, 1.9, "device\nφ/f_m", free)
-    box(2.1, 0.4, 1.9, "uplink of n0", q)
-    box(4.5, 0.4, 2.2, "backhaul ⇄ cloud\nFIFO θ/r_bh, d_bh, φ/f_c", q)
-    box(7.2, 0.4, 1.6, "downlink\nof n0", q)
+    box(0.0, 1.9, 1.5, "user $m$\n(sessions)", free)
+    box(2.1, 3.3, 1.9, "uplink of $n$\nFIFO, $\\theta/r_{up}$", q)
+    box(4.5, 3.3, 1.9, "compute of $n$\n$c$ slots, $\\varphi/f_n$", q)
+    box(6.9, 3.3, 1.9, "downlink of $n$\nFIFO, $\\theta/r_{dn}$", q)
+    box(2.1, 1.9, 1.9, "device\n$\\varphi/f_m$", free)
+    box(2.1, 0.4, 1.6, "uplink of $n_0$", q)
+    box(4.1, 0.4, 2.9, "backhaul $\\rightleftarrows$ cloud\n$\\theta/r_{bh}$ FIFO, $d_{bh}$, $\\varphi/f_c$", q)
+    box(7.4, 0.4, 1.4, "downlink\nof $n_0$", q)
     arrow(1.5, 2.5, 2.1, 3.7)
     arrow(1.5, 2.3, 2.1, 2.3)
     arrow(1.5, 2.1, 2.1, 0.8)
     arrow(4.0, 3.7, 4.5, 3.7)
     arrow(6.4, 3.7, 6.9, 3.7)
-    arrow(4.0, 0.8, 4.5, 0.8)
-    arrow(6.7, 0.8, 7.2, 0.8)
+    arrow(3.7, 0.8, 4.1, 0.8)
+    arrow(7.0, 0.8, 7.4, 0.8)
     ax.text(9.0, 3.7, "edge hit", va="center", fontsize=9)
     ax.text(4.2, 2.3, "local hit: never waits", va="center", fontsize=9)
     ax.text(9.0, 0.8, "miss", va="center", fontsize=9)
@@ -104,8 +118,7 @@ def draw_cdf(curves: Mapping[str, tuple], *, expected: Mapping[str, float] | Non
     if title:
         ax.set_title(title)
     fig.legend(loc="outside right upper", frameon=False)
-    if note:
-        source_note(fig, note)
+    _note(fig, note)
     return fig
 
 
@@ -140,8 +153,11 @@ def draw_load_sweep(rows: Sequence[dict], *, labels: Sequence[str] | None = None
         axes[1].plot(x, np.array([r["p99_s"] for r in rs]) * MS, **st)
         if expected:
             axes[0].axhline(rs[0]["expected_s"] * MS, color=st.get("color"), linestyle=":", linewidth=0.9)
+    rates = sorted({r["token_rate"] for r in rows if r["label"] in labels})
     for ax, what in zip(axes, ("mean", "p99")):
         ax.set_xscale("log")
+        ax.set_xticks(rates, [f"{v:g}" for v in rates])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("offered load (tokens/s per user)")
         ax.set_ylabel(f"{what} latency (ms per token)")
     axes[0].set_title("mean (dotted: expected)", fontsize=9)
@@ -150,8 +166,7 @@ def draw_load_sweep(rows: Sequence[dict], *, labels: Sequence[str] | None = None
         fig.suptitle(title, fontsize=10)
     handles, names = axes[1].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=2, frameon=False)
-    if note:
-        source_note(fig, note)
+    _note(fig, note)
     return fig
 
 
@@ -181,8 +196,7 @@ def draw_load_point(rows: Sequence[dict], method: str, token_rate: float, *, not
     ax.set_title(f"{st.get('label', method)}: mean {pick['mean_s'] * MS:.1f} ms, p99 {pick['p99_s'] * MS:.1f} ms, "
                  f"busiest stage {100 * pick['utilisation']:.0f} % busy", fontsize=9)
     fig.legend(loc="outside right upper", frameon=False)
-    if note:
-        source_note(fig, note)
+    _note(fig, note)
     return fig
 
 

@@ -3,12 +3,12 @@
 Chapter *A placement in a live network*, section "Trace replay".  Activation
 statistics (:class:`~slimlib.ActivationStats`) keep, per layer, how often each
 expert group is used; they forget *which token* used it.  A
-:class:`RoutingTrace` keeps the sequence: token ``t`` of prompt ``s`` used the
+:class:`~slimlib.trace.RoutingTrace` keeps the sequence: token ``t`` of prompt ``s`` used the
 experts ``experts[t, l]`` at layer ``l``.  It carries what statistics cannot:
 the correlation of a token's groups across layers, and of consecutive tokens.
 The collector records one with ``collect(..., trace=True)``
 (:func:`slimlib.activations.collect`); the simulator replays it
-(:func:`slimlib.simulate` with ``routing="trace"``).
+(:func:`~slimlib.simulate` with ``routing="trace"``).
 
 The shipped trace ``data/traces/tiny-moe-trace.json`` was recorded from the
 book's tiny MoE (chapter *Mixture of experts and where the experts go*);

@@ -32,7 +32,7 @@ MS = 1e3
 
 
 def series_style(name: str) -> dict:
-    """Plot keywords of a series: :data:`SERIES_STYLE`, else the method's style (always with a marker)."""
+    """Plot keywords of a series: :data:`~slimlib.plotting.simulation.SERIES_STYLE`, else the method's style (always with a marker)."""
     st = dict(SERIES_STYLE[name]) if name in SERIES_STYLE else method_style(name)
     if not st.get("marker"):
         st["marker"] = "p"
@@ -96,7 +96,7 @@ def draw_cdf(curves: Mapping[str, tuple], *, expected: Mapping[str, float] | Non
     Parameters
     ----------
     curves : mapping of str to (ndarray, ndarray)
-        Sorted latencies (s) and their CDF values (e.g. :meth:`SimulationResult.cdf`).
+        Sorted latencies (s) and their CDF values (e.g. :meth:`~slimlib.simulation.result.SimulationResult.cdf`).
     expected : mapping of str to float, optional
         A vertical line per name at that latency (s), e.g. :func:`slimlib.average_latency`.
     """

@@ -5,8 +5,8 @@ Chapter *A placement in a live network*, section "From the command line"::
     python -m slimlib simulate --problem P.json --placement X.json --tokens 2000 \\
         --token-rate 50 --out results.csv
 
-prints :meth:`SimulationResult.summary` and writes the tidy table
-(:meth:`SimulationResult.table`) as CSV, atomically.  Every argument is checked
+prints :meth:`~slimlib.simulation.result.SimulationResult.summary` and writes the tidy table
+(:meth:`~slimlib.simulation.result.SimulationResult.table`) as CSV, atomically.  Every argument is checked
 (and the files read) before the simulation starts; a bad one ends with one line
 naming it and exit status 2.
 """

@@ -1,6 +1,6 @@
 """Parameters of the live-network simulation (chapter *A placement in a live network*).
 
-One frozen, validated dataclass, :class:`SimulationConfig`: how much traffic the
+One frozen, validated dataclass, :class:`~slimlib.simulation.config.SimulationConfig`: how much traffic the
 users offer, how many calls a server computes at once, how radio links and the
 backhaul are shared, where the routing comes from, and the seed.  Every bad
 value raises one ``ValueError`` naming the field, before any simulation starts.

@@ -17,7 +17,7 @@ stages are SimPy ``Resource`` objects served first come, first served:
 A stage with unlimited capacity or a dedicated link never waits; runs of such
 stages are one timeout, and a layer whose calls can never wait is one timeout
 of its nominal latency (the evaluator's number).  With every stage
-unlimited (:meth:`SimulationConfig.no_contention`) the simulated mean is the
+unlimited (:meth:`~slimlib.simulation.config.SimulationConfig.no_contention`) the simulated mean is the
 expected latency of :func:`slimlib.average_latency` up to sampling noise.
 """
 from __future__ import annotations
@@ -304,11 +304,11 @@ def simulate(problem: Problem, placement: Placement, config: SimulationConfig | 
     placement : Placement
         Checked against ``problem`` (every capacity).
     config : SimulationConfig, optional
-        Default :class:`SimulationConfig` ().
+        Default :class:`~slimlib.simulation.config.SimulationConfig` ().
     progress : bool, optional
         tqdm bar over tokens (``None``: only on a terminal).
     **options
-        Fields of :class:`SimulationConfig` overriding ``config``, e.g.
+        Fields of :class:`~slimlib.simulation.config.SimulationConfig` overriding ``config``, e.g.
         ``tokens=500, token_rate=40.0``.
 
     Returns

@@ -1,9 +1,9 @@
 """What a simulation run returns: latencies per token and user, utilisation, queueing.
 
-Chapter *A placement in a live network*.  :class:`SimulationResult` keeps every
+Chapter *A placement in a live network*.  :class:`~slimlib.simulation.result.SimulationResult` keeps every
 token's latency (seconds) with its user, and the service every shared stage
 gave; its statistics weight users by ``w_m`` exactly as the objective of (P1)
-does, so that :attr:`SimulationResult.mean_s` and
+does, so that :attr:`~slimlib.simulation.result.SimulationResult.mean_s` and
 :func:`slimlib.average_latency` measure the same quantity.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _batch_var(x: np.ndarray, batches: int) -> float:
 
 
 class SimulationResult:
-    """Outcome of :func:`slimlib.simulate` (chapter *A placement in a live network*).
+    """Outcome of :func:`~slimlib.simulate` (chapter *A placement in a live network*).
 
     Attributes
     ----------

@@ -10,7 +10,7 @@ this module only splits each total into the stages that can queue (uplink,
 server compute, downlink; backhaul and cloud compute), so that the stages of a
 call add up to the evaluator's number.
 
-:func:`offered_load` turns a placement and a token rate into the expected busy
+:func:`~slimlib.simulation.routes.offered_load` turns a placement and a token rate into the expected busy
 fraction of every shared stage — the input of the load-aware placement
 (``slimlib.solve(..., method="load-aware")``).
 """
@@ -160,7 +160,7 @@ def offered_load(problem: Problem, placement: Placement, token_rate, *, server_s
         Compute slots per server; the compute utilisation is divided by it
         (``None``: reported as the offered work, slots unlimited).
     routes : (loc, nominal), optional
-        :func:`call_routes` output, reused when given.
+        :func:`~slimlib.simulation.routes.call_routes` output, reused when given.
     stages : CallStages, optional
 
     Returns

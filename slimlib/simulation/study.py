@@ -53,7 +53,7 @@ def sweep_row(problem: Problem, placement: Placement, config: SimulationConfig, 
         deviation of a token's latency), ``queueing_share``,
         ``utilisation`` (of the busiest shared stage), ``busiest``,
         ``throughput`` (tokens/s per user), ``cdf_s`` (latency at
-        :data:`CDF_LEVELS`), ``calls``, ``cpu_s``.
+        :data:`~slimlib.simulation.study.CDF_LEVELS`), ``calls``, ``cpu_s``.
     """
     cpu = time.process_time()
     res = simulate(problem, placement, config, progress=False)
@@ -98,7 +98,7 @@ def load_sweep(problem: Problem, token_rates: Sequence[float], *, methods: Seque
     Returns
     -------
     list of dict
-        One :func:`sweep_row` per (placement, token rate), in method order.
+        One :func:`~slimlib.simulation.study.sweep_row` per (placement, token rate), in method order.
     """
     from ..solvers import solve
     cfg = SimulationConfig() if config is None else config
@@ -138,7 +138,7 @@ def ranking_reading(rows: Sequence[dict], *, what: str = "the ranking", label: s
     Parameters
     ----------
     rows : sequence of dict
-        :func:`load_sweep` rows of one problem (keys ``token_rate``,
+        :func:`~slimlib.simulation.study.load_sweep` rows of one problem (keys ``token_rate``,
         ``expected_s``, ``mean_s``, ``ci99_s`` and ``label``).
     what : str
         Subject of the sentence.
@@ -222,7 +222,7 @@ def compare_reading(rows: Sequence[dict], new: str, old: str, *, stat: str = "me
     Parameters
     ----------
     rows : sequence of dict
-        :func:`load_sweep` rows holding both labels.
+        :func:`~slimlib.simulation.study.load_sweep` rows holding both labels.
     new, old : str
         The two labels.
     stat : str
@@ -275,7 +275,7 @@ def validation_reading(mean_s: float, ci_s: float, expected_s: float) -> str:
 
 
 def trace_reading(sampled: dict, replayed: dict) -> str:
-    """What replaying the trace changes against independent layers (rows of :func:`sweep_row`), in words.
+    """What replaying the trace changes against independent layers (rows of :func:`~slimlib.simulation.study.sweep_row`), in words.
 
     The means count as equal when they differ by less than the sum of their
     99 % half-widths; a quantile when it moves by less than 1 %.

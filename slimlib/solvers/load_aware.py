@@ -7,7 +7,7 @@ chapter *Successive decomposition*) in a fixed point:
 
 1. solve; estimate the busy fraction ``rho`` of every server's uplink,
    downlink and compute at the offered token rate
-   (:func:`slimlib.simulation.offered_load`);
+   (:func:`~slimlib.simulation.routes.offered_load`);
 2. inflate every service time by its mean waiting time in an M/M/c queue
    (links: one channel, ``1 / (1 - rho)``; compute: ``c = server_slots``,
    Erlang C), i.e. scale the server's link rates and FLOP/s down;
@@ -73,7 +73,7 @@ def inflated_problem(problem: Problem, load: dict, *, server_slots: int | None =
     ----------
     problem : Problem
     load : dict
-        :func:`slimlib.simulation.offered_load` output (busy fractions, shape ``(N,)`` each).
+        :func:`~slimlib.simulation.routes.offered_load` output (busy fractions, shape ``(N,)`` each).
     server_slots : int or None
         Compute slots (``None``: compute never waits).
     max_utilisation : float
@@ -99,7 +99,7 @@ def load_aware(problem: Problem, *, token_rate: float = 50.0, server_slots: int 
     problem : Problem
     token_rate : float
         Offered tokens/s per user the placement is made for (as
-        :class:`slimlib.simulation.SimulationConfig`'s ``token_rate``).
+        :class:`~slimlib.simulation.config.SimulationConfig`'s ``token_rate``).
     server_slots : int or None
         Compute slots per server, as in the simulator.
     base : str

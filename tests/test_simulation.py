@@ -313,7 +313,7 @@ def test_load_aware_is_the_plain_placement_at_negligible_load_and_feasible_under
     light = sl.solve(pb, method="load-aware", token_rate=1e-6)
     assert light == plain and light.method == "load-aware"
     heavy = sl.solve(pb, method="load-aware", token_rate=75.0, iterations=3)
-    assert heavy.is_feasible(pb) and len(heavy.info["surrogate_s"]) == 4
+    assert heavy.is_feasible(pb) and 1 <= len(heavy.info["surrogate_s"]) <= 4
     assert heavy.info["surrogate_s"][heavy.info["chosen"]] == min(heavy.info["surrogate_s"])
 
 

@@ -11,7 +11,8 @@ chapter *Successive decomposition*) in a fixed point:
 2. inflate every service time by its mean waiting time in an M/M/c queue
    (links: one channel, ``1 / (1 - rho)``; compute: ``c = server_slots``,
    Erlang C), i.e. scale the server's link rates and FLOP/s down;
-3. re-solve the inflated problem; damp ``rho`` and repeat.
+3. re-solve the inflated problem; damp ``rho`` and repeat (until the
+   placement stops changing, or ``iterations`` times).
 
 Among the placements met (the plain one included) it returns the one with the
 lowest *surrogate* latency: :func:`slimlib.average_latency` of the placement on
@@ -106,7 +107,8 @@ def load_aware(problem: Problem, *, token_rate: float = 50.0, server_slots: int 
         The solver re-run on the inflated problems (any name of :func:`slimlib.methods`
         but this one).
     iterations : int
-        Fixed-point steps after the plain solve.
+        Most fixed-point steps after the plain solve (fewer when a step
+        returns the placement of the step before).
     damping : float
         In ``(0, 1]``: the new load estimate is ``(1 - damping) * old + damping * measured``.
     max_utilisation : float
@@ -117,7 +119,7 @@ def load_aware(problem: Problem, *, token_rate: float = 50.0, server_slots: int 
     Returns
     -------
     Placement
-        ``info``: ``surrogate_s`` (the surrogate latency of every iterate, the
+        ``info``: ``surrogate_s`` (the surrogate latency of every iterate met, the
         plain solve first), ``chosen`` (its index), ``max_utilisation`` (the
         busiest link or compute of the chosen placement, by the estimate).
     """
@@ -145,6 +147,8 @@ def load_aware(problem: Problem, *, token_rate: float = 50.0, server_slots: int 
         pb = inflated_problem(problem, rho, server_slots=server_slots, max_utilisation=max_utilisation)
         x = solve(pb, method=base, **base_options)
         pl = Placement(x.server, [y.copy() for y in problem.device_cache], method="load-aware")
+        if pl == cands[-1][1]:
+            break                       # a fixed point: re-solving returns the same placement
         new = load_of(pl)
         cands.append((surrogate(pl, new), pl))
         rho = {k: (1 - damping) * rho[k] + damping * new[k] for k in rho}

@@ -303,7 +303,7 @@ def simulate(problem: Problem, placement: Placement, config: SimulationConfig | 
     problem : Problem
     placement : Placement
         Checked against ``problem`` (every capacity).
-    config : SimulationConfig, optional
+    config : slimlib.simulation.config.SimulationConfig, optional
         Default :class:`~slimlib.simulation.config.SimulationConfig` ().
     progress : bool, optional
         tqdm bar over tokens (``None``: only on a terminal).
@@ -313,7 +313,7 @@ def simulate(problem: Problem, placement: Placement, config: SimulationConfig | 
 
     Returns
     -------
-    SimulationResult
+    slimlib.simulation.result.SimulationResult
         Per-token latencies (seconds) of every user, the stages' utilisation
         and waiting, and the evaluator's expected latency for comparison.
 

@@ -85,7 +85,7 @@ class SimulationResult:
         :func:`slimlib.average_latency` of the placement (no contention).
     weights : ndarray, shape (M,)
         ``w_m``.
-    config : SimulationConfig
+    config : slimlib.simulation.config.SimulationConfig
     """
 
     def __init__(self, *, latency_s, nominal_s, start_s, session_wait_s, resources, calls, served, duration_s,

@@ -86,7 +86,7 @@ def load_sweep(problem: Problem, token_rates: Sequence[float], *, methods: Seque
         Names for :func:`slimlib.solve` (ignored for those in ``placements``).
     placements : mapping of str to Placement, optional
         Placements to use instead of solving (keyed by a label).
-    config : SimulationConfig, optional
+    config : slimlib.simulation.config.SimulationConfig, optional
         Everything but ``token_rate``.
     n_jobs : int
         Parallel runs (joblib processes; 1 = in this process).

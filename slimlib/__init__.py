@@ -11,6 +11,7 @@ from .latency import (CallLatency, average_latency, call_latency, communication_
                       expert_latency, group_latency, latency_reduction, user_latency)
 from .io import (data_dir, data_dirs, load, load_model_card, load_parameters, load_stats, model_card_names, save)
 from .solvers import methods, solve
+from .simulation import simulate
 
 __version__ = "0.2.0"  # the one place of the version (pyproject.toml reads it)
 
@@ -20,5 +21,5 @@ __all__ = [
     "group_latency", "call_latency", "latency_reduction", "default_device_cache",
     "path_loss_db", "shannon_rate_bps",
     "load", "save", "data_dir", "data_dirs", "load_model_card", "load_stats", "load_parameters", "model_card_names",
-    "solve", "methods",
+    "solve", "methods", "simulate",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,78 @@ class Serial:
                           DeprecationWarning, stacklevel=2)
             return cls.from_dict(text)
         return cls.from_dict(parse_json(text, f"{cls.__name__}.from_json"))
+
+
+def check_writable(path: str | os.PathLike, *, overwrite: bool = False, field: str = "path") -> Path:
+    """Raise ValueError unless ``path`` can be written by :func:`slimlib.save` (checked before long work).
+
+    The folder must exist or be creatable, be a folder and be writable;
+    ``path`` must not be a folder, and must not exist unless ``overwrite``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise V.fail(field, str(path), "is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise V.fail(field, str(path), "file exists; pass overwrite=True (CLI: --force) to replace it")
+    check_folder_writable(path.parent, field=field, path=path)
+    return path
+
+
+def check_folder_writable(folder: str | os.PathLike, *, field: str = "path", path=None) -> Path:
+    """Raise ValueError unless ``folder`` is, or can be created as, a writable folder.
+
+    The nearest existing ancestor must be a folder in which a file can really
+    be created (tried with a temporary file, removed at once: permission bits
+    alone do not tell, e.g. for root or read-only mounts).  Nothing is created.
+    """
+    folder = Path(folder) if str(folder) else Path(".")
+    shown = str(folder if path is None else path)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise V.fail(field, shown, f"{probe} is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".slimlib-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise V.fail(field, shown, f"folder {probe} is not writable: {exc.strerror or exc}") from None
+    return folder
+
+
+def write_json(data: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write the JSON-ready ``data`` to ``path`` as indented JSON, atomically.
+
+    A temporary file in the same folder replaces ``path`` (``os.replace``), so a
+    failed write never leaves a partial file; an existing ``path`` is refused
+    unless ``overwrite``.  :func:`slimlib.save` writes through this function.
+    """
+    path = check_writable(path, overwrite=V.flag("overwrite", overwrite))
+    text = json.dumps(data, indent=1) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise V.fail("path", str(path), f"cannot write: {exc.strerror or exc}") from None
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if not overwrite and path.exists():
+            raise V.fail("path", str(path), "file exists; pass overwrite=True (CLI: --force) to replace it")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise V.fail("path", str(path), f"cannot write: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

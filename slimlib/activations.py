@@ -428,7 +428,7 @@ def _trim(ids, mask, budget):
 def collect(model, prompts, *, tokenizer=None, field: str = "text", batch_size: int = 8,
             max_length: int = 512, max_tokens: int | None = None, name: str | None = None,
             dtype=None, trust_remote_code: bool = False, progress: bool | None = None,
-            provenance: dict | None = None, date: str | None = "today") -> ActivationStats:
+            provenance: dict | None = None, date: str | None = "today", trace: bool = False):
     """Measure Top-``K`` routing statistics of a ``transformers`` MoE model over prompts.
 
     Chapter *Mixture of experts and where the experts go*, section "Measuring
@@ -466,6 +466,10 @@ def collect(model, prompts, *, tokenizer=None, field: str = "text", batch_size: 
     date : str or None
         Date written into the provenance; ``"today"`` (UTC, ISO), a fixed
         string, or ``None`` to omit it (byte-reproducible files).
+    trace : bool
+        Also record the per-token routing trace (which experts every token
+        used at every layer, in token order; chapter *A placement in a live
+        network*, section "Trace replay") and return it.
 
     Returns
     -------
@@ -473,6 +477,11 @@ def collect(model, prompts, *, tokenizer=None, field: str = "text", batch_size: 
         Counts per expert group and layer (layers in module order: for
         encoder-decoder models, encoder layers first), ``source="measured"``.
         Every layer's counts sum to the number of non-pad tokens.
+    RoutingTrace
+        Only with ``trace=True`` (then a pair ``(stats, trace)`` is returned):
+        :class:`slimlib.trace.RoutingTrace` of shape ``(T, L, K)`` over the
+        same tokens, one sequence per prompt; ``trace.to_stats()`` has the
+        same counts as ``stats``.
 
     Raises
     ------
@@ -532,6 +541,8 @@ def collect(model, prompts, *, tokenizer=None, field: str = "text", batch_size: 
     has_drops = [a.name == "switch-top1" for _, _, a in routers]
     K = None
     total = 0
+    trace_rows: list[np.ndarray] = []       # (n_tok, L, K) per batch, with trace=True
+    trace_lengths: list[np.ndarray] = []    # tokens of each prompt of the batch
     nb = math.ceil(len(prompt_list) / batch_size)
     try:
         with torch.no_grad():
@@ -558,6 +569,7 @@ def collect(model, prompts, *, tokenizer=None, field: str = "text", batch_size: 
                     kw.update(decoder_input_ids=dec, decoder_attention_mask=mask_t)
                 model(**kw, use_cache=False)
                 flat = mask.reshape(-1).astype(bool)
+                per_layer = []
                 for l, calls in enumerate(rec.pop()):
                     if len(calls) != 1:
                         raise ValueError(f"router {routers[l][0]}: called {len(calls)} times in one forward pass; "
@@ -570,12 +582,17 @@ def collect(model, prompts, *, tokenizer=None, field: str = "text", batch_size: 
                     if idx.shape[1] != K:
                         raise ValueError(f"router {routers[l][0]}: Top-{idx.shape[1]} differs from Top-{K} "
                                          "of the other layers")
+                    per_layer.append(idx[flat])
                     g, c = np.unique(np.sort(idx[flat], axis=1), axis=0, return_counts=True)
                     d = counts[l]
                     for row, cnt in zip(map(tuple, g.tolist()), c.tolist()):
                         d[row] = d.get(row, 0) + cnt
                     if drop is not None:
                         dropped[l] += int(drop[flat].sum())
+                if trace:
+                    trace_rows.append(np.stack(per_layer, axis=1))
+                    lengths = mask.sum(axis=1)
+                    trace_lengths.append(lengths[lengths > 0])
                 total += n_tok
     finally:
         rec.remove()
@@ -607,7 +624,13 @@ def collect(model, prompts, *, tokenizer=None, field: str = "text", batch_size: 
     if date is not None:
         prov["date"] = date
     prov.update(provenance or {})
-    return ActivationStats(E[0], K, groups, counts=cnts, model=name, provenance=prov)
+    stats = ActivationStats(E[0], K, groups, counts=cnts, model=name, provenance=prov)
+    if not trace:
+        return stats
+    from .trace import RoutingTrace
+    tr = RoutingTrace(np.concatenate(trace_rows), E[0], np.concatenate(trace_lengths), model=name,
+                      provenance={k: v for k, v in prov.items() if k not in ("dropped_tokens", "dropped_note")})
+    return stats, tr
 
 
 def main_collect(args) -> int:

@@ -16,15 +16,13 @@ are documented in ``slimlib._validate`` and checked before allocation.
 """
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import _validate as V
 from ._datafiles import data_dirs, find, names, shipped_dir
-from ._serial import read_json
+from ._serial import check_folder_writable, check_writable, read_json, write_json
 from .model import MoEModel
 from .network import Network, Parameters
 from .problem import Placement, Problem
@@ -65,44 +63,6 @@ def load(path: str | os.PathLike):
         raise ValueError(f"{path.name}: {exc}") from None
 
 
-def check_writable(path: str | os.PathLike, *, overwrite: bool = False, field: str = "path") -> Path:
-    """Raise ValueError unless ``path`` can be written by :func:`slimlib.save` (checked before long work).
-
-    The folder must exist or be creatable, be a folder and be writable;
-    ``path`` must not be a folder, and must not exist unless ``overwrite``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise V.fail(field, str(path), "is a folder; give a file name")
-    if path.exists() and not overwrite:
-        raise V.fail(field, str(path), "file exists; pass overwrite=True (CLI: --force) to replace it")
-    check_folder_writable(path.parent, field=field, path=path)
-    return path
-
-
-def check_folder_writable(folder: str | os.PathLike, *, field: str = "path", path=None) -> Path:
-    """Raise ValueError unless ``folder`` is, or can be created as, a writable folder.
-
-    The nearest existing ancestor must be a folder in which a file can really
-    be created (tried with a temporary file, removed at once: permission bits
-    alone do not tell, e.g. for root or read-only mounts).  Nothing is created.
-    """
-    folder = Path(folder) if str(folder) else Path(".")
-    shown = str(folder if path is None else path)
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise V.fail(field, shown, f"{probe} is not a folder")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".slimlib-probe-", dir=probe)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise V.fail(field, shown, f"folder {probe} is not writable: {exc.strerror or exc}") from None
-    return folder
-
-
 def save(obj, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``obj.to_dict()`` to ``path`` as indented JSON, atomically.
 
@@ -125,34 +85,7 @@ def save(obj, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """
     if not isinstance(obj, tuple(REGISTRY.values())):
         raise V.fail("obj", obj, f"must be one of {sorted(c.__name__ for c in REGISTRY.values())}")
-    path = check_writable(path, overwrite=V.flag("overwrite", overwrite))
-    text = json.dumps(obj.to_dict(), indent=1) + "\n"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise V.fail("path", str(path), f"cannot write: {exc.strerror or exc}") from None
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if not overwrite and path.exists():
-            raise V.fail("path", str(path), "file exists; pass overwrite=True (CLI: --force) to replace it")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise V.fail("path", str(path), f"cannot write: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    return write_json(obj.to_dict(), path, overwrite=overwrite)
 
 
 def data_dir() -> Path:

@@ -313,3 +313,21 @@ def test_find_routers_order(saved):
     model = transformers.AutoModel.from_pretrained(saved["switch"])
     names = [n for n, _, _ in find_routers(model)]
     assert names[0].startswith("encoder") and names[1].startswith("decoder")
+
+
+def test_collect_records_the_routing_trace(saved, tmp_path):
+    """trace=True: the per-token trace counts exactly the groups of the statistics, prompt by prompt."""
+    from slimlib.trace import RoutingTrace, load_trace
+    stats, trace = collect(saved["mixtral"], PROMPTS, batch_size=3, progress=False, trace=True)
+    lengths = [len(p.encode()) for p in PROMPTS]
+    assert isinstance(trace, RoutingTrace)
+    assert trace.experts.shape == (sum(lengths), 2, 2) and trace.sequence_lengths.tolist() == lengths
+    assert trace.to_stats().to_dict()["layers"] == stats.to_dict()["layers"]
+    # the first token of the second prompt routes as a batch of that prompt alone does
+    _, alone = collect(saved["mixtral"], PROMPTS[1:2], progress=False, trace=True)
+    np.testing.assert_array_equal(np.sort(alone.experts, axis=2),
+                                  np.sort(trace.experts[lengths[0]:lengths[0] + lengths[1]], axis=2))
+    path = slimlib.save(trace, tmp_path / "t.json")
+    assert load_trace(path) == trace
+    # plain collect still returns only the statistics
+    assert isinstance(collect(saved["mixtral"], PROMPTS[:2], progress=False), slimlib.ActivationStats)

@@ -17,7 +17,8 @@ from . import _validate as V
 
 __all__: list[str] = []
 
-SUBFOLDERS = {"models": "model card", "stats": "statistics file", "parameters": "parameter set"}
+SUBFOLDERS = {"models": "model card", "stats": "statistics file", "parameters": "parameter set",
+              "traces": "routing trace"}
 
 
 def shipped_dir() -> Path | None:

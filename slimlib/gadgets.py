@@ -35,7 +35,7 @@ from .problem import Problem
 from .stats import ActivationStats
 
 __all__ = ["tight_greedy_instance", "two_size_instance", "decomposition_zero_instance",
-           "no_split_value", "no_split_optimum", "FAR_RATE_BPS"]
+           "no_split_value", "no_split_optimum", "ratio_table", "ratio_markdown", "FAR_RATE_BPS"]
 
 #: Rate of a link that is too slow to help (an edge call of about 16 s, far above the cloud).
 FAR_RATE_BPS = 1e3
@@ -260,3 +260,44 @@ def no_split_optimum(problem: Problem, *, limit: int = 200_000) -> tuple[float, 
         if vals[k] > best + 1e-15:
             best, arg = float(vals[k]), head + (k,)
     return best, [[cols[j] for j in options[n][i]] for n, i in enumerate(arg)]
+
+
+def ratio_table(instances: dict, variants: dict, *, optimum: str = "exact") -> dict:
+    """``R(method) / OPT`` of every variant on every instance (chapter tables of the gadgets).
+
+    Parameters
+    ----------
+    instances : dict of str to Problem
+    variants : dict of str to (method, options)
+        Passed to :func:`slimlib.solve`; a method that refuses the instance
+        (ValueError) gets ``nan``.
+    optimum : str
+        Method giving ``OPT`` (``"exact"`` or ``"brute-force"``).
+
+    Returns
+    -------
+    dict
+        ``instance name -> variant name -> ratio`` (dimensionless).
+    """
+    from .latency import latency_reduction
+    from .solvers import solve
+    out = {}
+    for name, p in instances.items():
+        opt = latency_reduction(p, solve(p, optimum))
+        row = {}
+        for v, (method, opts) in variants.items():
+            try:
+                row[v] = latency_reduction(p, solve(p, method, **opts)) / opt
+            except ValueError:
+                row[v] = float("nan")
+        out[name] = row
+    return out
+
+
+def ratio_markdown(table: dict) -> str:
+    """:func:`ratio_table` as a Markdown table, one row per instance, ratios to 3 decimals ("—" for nan)."""
+    names = list(next(iter(table.values())))
+    head = "| instance | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names)
+    rows = ["| " + inst + " | " + " | ".join("—" if v != v else f"{v:.3f}" for v in r.values()) + " |"
+            for inst, r in table.items()]
+    return "\n".join([head, *rows])

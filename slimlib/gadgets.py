@@ -35,7 +35,8 @@ from .problem import Problem
 from .stats import ActivationStats
 
 __all__ = ["tight_greedy_instance", "two_size_instance", "decomposition_zero_instance",
-           "no_split_value", "no_split_optimum", "ratio_table", "ratio_markdown", "FAR_RATE_BPS"]
+           "no_split_value", "no_split_optimum", "ratio_table", "ratio_markdown",
+           "densest_subgraph_instance", "FAR_RATE_BPS"]
 
 #: Rate of a link that is too slow to help (an edge call of about 16 s, far above the cloud).
 FAR_RATE_BPS = 1e3
@@ -301,3 +302,30 @@ def ratio_markdown(table: dict) -> str:
     rows = ["| " + inst + " | " + " | ".join("—" if v != v else f"{v:.3f}" for v in r.values()) + " |"
             for inst, r in table.items()]
     return "\n".join([head, *rows])
+
+
+def densest_subgraph_instance(edges, num_vertices: int, capacity: int) -> Problem:
+    """Weighted densest-``c``-subgraph as (P1) with ``K = 2`` ({prf:ref}`prop-hardness`).
+
+    One server with room for ``capacity`` experts, one user without device
+    storage, one layer of ``num_vertices`` experts; every edge ``{i, j}`` is a
+    Top-2 group with probability ``1 / len(edges)``.  Then
+    ``R(S) = λ · (edges inside S) / len(edges)`` with ``λ = t_cloud − t_edge``.
+
+    Parameters
+    ----------
+    edges : sequence of (int, int)
+        Distinct pairs of distinct vertices in ``0 .. num_vertices − 1``.
+    num_vertices : int in 2 .. 64
+    capacity : int in 0 .. num_vertices
+    """
+    E = V.number("num_vertices", num_vertices, integer=True, minimum=2, maximum=64)
+    c = V.number("capacity", capacity, integer=True, minimum=0, maximum=E)
+    groups = sorted({tuple(sorted((int(i), int(j)))) for i, j in edges})
+    if not groups or len(groups) != len(list(edges)) or any(i == j or not 0 <= i < j < E for i, j in groups):
+        raise V.fail("edges", list(edges), f"must be distinct pairs of distinct vertices in 0..{E - 1}")
+    mod = _model("toy-densest", E, 2)
+    stats = [_stats(mod, [list(g) for g in groups], [1.0 / len(groups)] * len(groups),
+                    "densest_subgraph_instance")]
+    net = _network(np.ones((1, 1), bool), [c * mod.expert_bytes], [_FLOPS], [1.0])
+    return Problem(mod, net, stats, name=f"densest-subgraph-E{E}-c{c}")

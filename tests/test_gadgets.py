@@ -95,3 +95,20 @@ def test_gadget_inputs_are_checked():
         gadgets.two_size_instance(3, 1)
     with pytest.raises(ValueError, match="w1"):
         gadgets.decomposition_zero_instance(0.0)
+
+
+def test_densest_subgraph_instance_counts_edges():
+    from itertools import combinations
+
+    from slimlib import theory
+    edges = [(0, 1), (1, 2), (0, 2), (2, 3)]
+    p = gadgets.densest_subgraph_instance(edges, 4, 3)
+    lam = _delta(p)
+    for S in combinations(range(4), 3):
+        inside = sum(1 for i, j in edges if i in S and j in S)
+        R = theory.reduction(p, [(0, 0, 0, e) for e in S])
+        assert R == pytest.approx(lam * inside / len(edges), rel=1e-12)
+    best = sl.latency_reduction(p, sl.solve(p, "brute-force"))
+    assert best == pytest.approx(lam * 3 / 4, rel=1e-12)          # the triangle {0, 1, 2}
+    with pytest.raises(ValueError, match="edges"):
+        gadgets.densest_subgraph_instance([(0, 0)], 4, 2)

@@ -36,7 +36,7 @@ from .stats import ActivationStats
 
 __all__ = ["tight_greedy_instance", "two_size_instance", "decomposition_zero_instance",
            "no_split_value", "no_split_optimum", "ratio_table", "ratio_markdown",
-           "densest_subgraph_instance", "FAR_RATE_BPS"]
+           "densest_subgraph_instance", "no_split_study", "FAR_RATE_BPS"]
 
 #: Rate of a link that is too slow to help (an edge call of about 16 s, far above the cloud).
 FAR_RATE_BPS = 1e3
@@ -329,3 +329,28 @@ def densest_subgraph_instance(edges, num_vertices: int, capacity: int) -> Proble
                     "densest_subgraph_instance")]
     net = _network(np.ones((1, 1), bool), [c * mod.expert_bytes], [_FLOPS], [1.0])
     return Problem(mod, net, stats, name=f"densest-subgraph-E{E}-c{c}")
+
+
+def no_split_study(num_problems: int = 40, *, seed: int = 0) -> dict:
+    """Check {prf:ref}`prop-no-split` on random ``K = 2`` problems (2 servers, 1 layer of 4 experts).
+
+    Returns
+    -------
+    dict
+        ``min``: smallest ``R(decomposition) / OPT′``; ``min_gap``: smallest
+        ``OPT′ / OPT`` (OPT by brute force); ``n``: problems with ``OPT′ > 0``.
+    """
+    from .instances import random_problem
+    from .latency import latency_reduction
+    from .solvers import solve
+    num_problems = V.number("num_problems", num_problems, integer=True, positive=True, maximum=400)
+    ratios, gaps = [], []
+    for s in range(seed, seed + num_problems):
+        p = random_problem(s, num_users=2, num_servers=2, num_layers=1, num_experts=4, top_k=2,
+                           server_slots=(1, 2), weights=True)
+        opt_ns, _ = no_split_optimum(p)
+        if opt_ns <= 1e-12:
+            continue
+        ratios.append(latency_reduction(p, solve(p, "decomposition")) / opt_ns)
+        gaps.append(opt_ns / latency_reduction(p, solve(p, "brute-force")))
+    return {"min": float(min(ratios)), "min_gap": float(min(gaps)), "n": len(ratios)}

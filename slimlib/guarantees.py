@@ -180,13 +180,19 @@ def zero_share_sentence(zero: int, total: int, method: str = "it") -> str:
     return f"{method} saved nothing at all on {zero} of the {total} instances"
 
 
-def lead_sentence(name_a: str, mean_a: float, name_b: str, mean_b: float, *, tol: float = 5e-4) -> str:
-    """Which of two mean ratios is ahead, with both numbers (3 decimals).
+def lead_sentence(name_a: str, value_a: float, name_b: str, value_b: float, *, tol: float = 5e-4,
+                  better: str = "higher", unit: str = "") -> str:
+    """Which of two numbers is ahead, with both numbers (3 decimals, optional unit).
 
     "A is ahead of B (0.990 against 0.950)", "A is behind B (…)" or "A and B are
-    level (…)" when the means differ by at most ``tol``.
+    level (…)" when they differ by at most ``tol``.  ``better="lower"`` for
+    latencies (smaller is ahead).
     """
-    nums = f"({mean_a:.3f} against {mean_b:.3f})"
-    if abs(mean_a - mean_b) <= tol:
+    if better not in ("higher", "lower"):
+        raise V.fail("better", better, "must be 'higher' or 'lower'")
+    u = f" {unit}" if unit else ""
+    nums = f"({value_a:.3f}{u} against {value_b:.3f}{u})"
+    if abs(value_a - value_b) <= tol:
         return f"{name_a} and {name_b} are level {nums}"
-    return f"{name_a} is {'ahead of' if mean_a > mean_b else 'behind'} {name_b} {nums}"
+    ahead = value_a > value_b if better == "higher" else value_a < value_b
+    return f"{name_a} is {'ahead of' if ahead else 'behind'} {name_b} {nums}"

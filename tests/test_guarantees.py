@@ -29,6 +29,11 @@ def test_lead_sentence_three_cases():
     assert gt.lead_sentence("A", 0.99, "B", 0.95) == "A is ahead of B (0.990 against 0.950)"
     assert gt.lead_sentence("A", 0.90, "B", 0.95) == "A is behind B (0.900 against 0.950)"
     assert gt.lead_sentence("A", 0.9501, "B", 0.95).startswith("A and B are level")
+    assert gt.lead_sentence("A", 1.2, "B", 1.5, better="lower", unit="ms") == \
+        "A is ahead of B (1.200 ms against 1.500 ms)"
+    assert gt.lead_sentence("A", 1.6, "B", 1.5, better="lower").startswith("A is behind B")
+    with pytest.raises(ValueError, match="better"):
+        gt.lead_sentence("A", 1, "B", 2, better="more")
 
 
 def test_table_rows_and_measurement_respect_the_bounds():

@@ -13,7 +13,8 @@ from matplotlib.patches import Rectangle
 
 from . import METHOD_STYLE, new_figure, source_note, style
 
-__all__ = ["draw_dp_step", "draw_value_dp_step", "draw_concave_merge", "draw_eps_tradeoff", "draw_stage_ratios"]
+__all__ = ["draw_dp_step", "draw_value_dp_step", "draw_concave_merge", "draw_eps_tradeoff", "draw_stage_ratios",
+           "gains_markdown"]
 
 _CMAP = LinearSegmentedColormap.from_list("slim", ["#ffffff", "#F3C9A8", "#D55E00"])
 _CMAP_B = LinearSegmentedColormap.from_list("slimb", ["#ffffff", "#BFD9EC", "#0072B2"])
@@ -284,3 +285,25 @@ def draw_stage_ratios(ratios: dict, *, bounds: dict | None = None, source: str =
         source_note(fig, source)
         fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
+
+
+def gains_markdown(stage, *, scale: float = 1.0, digits: int = 2) -> str:
+    """The per-layer best gains ``h_k(c)`` of one stage as a Markdown table.
+
+    Chapter *Successive decomposition*, worked example: one row per block
+    (layer), one column per count ``c``; values times ``scale`` (e.g. ms of
+    average per-token latency per weighted second).
+
+    Parameters
+    ----------
+    stage : slimlib.solvers.decomposition.StageResult
+        From ``solve_stage(..., keep_table=True)``.
+    scale : float
+    digits : int
+    """
+    C = max(len(it.h) for it in stage.items)
+    rows = ["| block | " + " | ".join(f"c = {c}" for c in range(C)) + " |", "|---|" + "---|" * C]
+    for it in stage.items:
+        cells = [f"{v * scale:.{digits}f}" for v in it.h] + [""] * (C - len(it.h))
+        rows.append(f"| layer {it.layer} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)

@@ -23,7 +23,8 @@ import numpy as np
 from . import _validate as V
 
 __all__ = ["Guarantee", "GUARANTEES", "FAMILIES", "family_problem", "measure_guarantees",
-           "bound_verdict", "ratio_verdict", "zero_share_sentence", "lead_sentence"]
+           "bound_verdict", "ratio_verdict", "zero_share_sentence", "lead_sentence",
+           "times_sentence"]
 
 
 @dataclass(frozen=True)
@@ -196,3 +197,19 @@ def lead_sentence(name_a: str, value_a: float, name_b: str, value_b: float, *, t
         return f"{name_a} and {name_b} are level {nums}"
     ahead = value_a > value_b if better == "higher" else value_a < value_b
     return f"{name_a} is {'ahead of' if ahead else 'behind'} {name_b} {nums}"
+
+
+def times_sentence(ratio: float, *, digits: int = 0) -> str:
+    """A run-time ratio ``t_other / t_this`` in words: "12 times faster than", "3 times slower than", "as fast as".
+
+    Chosen by ``ratio > 1`` / ``< 1`` after rounding to ``digits`` decimals
+    (chapter *Max-plus convolution*, run times).
+    """
+    ratio = V.number("ratio", ratio, positive=True)
+    fast = round(ratio, digits)
+    slow = round(1 / ratio, digits)
+    if fast > 1:
+        return f"{fast:.{digits}f} times faster than"
+    if slow > 1:
+        return f"{slow:.{digits}f} times slower than"
+    return "as fast as"

@@ -36,6 +36,14 @@ def test_lead_sentence_three_cases():
         gt.lead_sentence("A", 1, "B", 2, better="more")
 
 
+def test_times_sentence_both_sides():
+    assert gt.times_sentence(12.4) == "12 times faster than"
+    assert gt.times_sentence(0.25) == "4 times slower than"
+    assert gt.times_sentence(1.2) == "as fast as"
+    with pytest.raises(ValueError, match="ratio"):
+        gt.times_sentence(0.0)
+
+
 def test_table_rows_and_measurement_respect_the_bounds():
     keys = [g.key for g in gt.GUARANTEES]
     assert len(keys) == len(set(keys))

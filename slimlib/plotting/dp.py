@@ -63,7 +63,7 @@ def draw_dp_step(step: int, *, stage, scale: float = 1.0, unit_label: str = "exp
                     txt = f"{F[k, q]:.2f}"
                     if k >= 1:
                         txt += f"\nc={choice[k - 1, q]}"
-                    ax.text(q, k, txt, ha="center", va="center", fontsize=6.5,
+                    ax.text(q, k, txt, ha="center", va="center", fontsize=8,
                             color="#000000" if F[k, q] < 0.7 * F.max() else "#ffffff")
         if 1 <= step:
             ax.add_patch(Rectangle((-0.5, step - 0.5), Q1, 1, fill=False, edgecolor="#000000", linewidth=1.6))
@@ -87,7 +87,7 @@ def draw_dp_step(step: int, *, stage, scale: float = 1.0, unit_label: str = "exp
             h = it.h * scale
             bx.bar(range(len(h)), h, color=METHOD_STYLE["decomposition"]["color"], alpha=0.75)
             for c, v in enumerate(h):
-                bx.text(c, v, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+                bx.text(c, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
             bx.set_title(f"$h_{{{step}}}(c)$, {_item_label(it)}", fontsize=9)
             bx.set_xticks(range(len(h)))
             bx.set_xlabel("c (experts of this layer)")
@@ -235,7 +235,7 @@ def draw_eps_tradeoff(rows, *, source: str = "statistics: synthetic"):
         ax.set_xlabel("ε")
         ax.set_ylabel("stage value / exact DP")
         ax.set_ylim(min(0.5, float((1 - eps).min()) - 0.02), 1.01)
-        ax.legend(frameon=False, fontsize=7)
+        ax.legend(frameon=False, fontsize=8)
         ax.set_title("accuracy", fontsize=9)
         bx.plot(eps, t_acc * 1e3, marker=st["marker"], color=st["color"],
                 label="accelerated (stages that need the value grid)")
@@ -252,7 +252,7 @@ def draw_eps_tradeoff(rows, *, source: str = "statistics: synthetic"):
         bx.set_xlabel("ε")
         bx.set_ylabel("combination step, median ms")
         bx.set_ylim(top=bx.get_ylim()[1] * 4)
-        bx.legend(frameon=False, fontsize=7, loc="upper right", ncol=2)
+        bx.legend(frameon=False, fontsize=8, loc="upper right", ncol=2)
         bx.set_title("run time per stage", fontsize=9)
         source_note(fig, source)
         fig.tight_layout(rect=(0, 0.04, 1, 1))
@@ -286,7 +286,7 @@ def draw_stage_ratios(ratios: dict, *, bounds: dict | None = None, source: str =
         ax.set_yscale("log")
         ax.set_xlabel("stage value of Algorithm 3 / exact DP (dotted: guarantee 1 − ε)")
         ax.set_ylabel("stages")
-        ax.legend(frameon=False, fontsize=7, loc="upper left")
+        ax.legend(frameon=False, fontsize=8, loc="upper left")
         source_note(fig, source)
         fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig

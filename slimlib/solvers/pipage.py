@@ -37,10 +37,27 @@ from ..latency import call_latency
 from ..problem import Placement, Problem
 from . import register
 
-__all__ = ["pipage", "PipageModel", "MAX_TERMS"]
+__all__ = ["pipage", "PipageModel", "applicable", "MAX_TERMS"]
 
 #: Largest number of LP terms ``(request, prefix)`` accepted (memory guard).
 MAX_TERMS = 5_000_000
+
+
+def applicable(problem: Problem) -> str | None:
+    """Why pipage does not apply to ``problem`` (one sentence naming the method to use), or ``None``.
+
+    Chapter *Greedy for K = 1*, {prf:ref}`prop-pipage`: every model must route
+    Top-1 and all experts must have one size.
+    """
+    bad_k = [m.name for m in problem.models if m.top_k != 1]
+    if bad_k:
+        return (f"needs Top-1 routing, but model {bad_k[0]!r} has K >= 2; use method="
+                "'decomposition' (or 'exact' on small instances)")
+    sizes = sorted({float(m.expert_bytes) for m in problem.models})
+    if len(sizes) > 1:
+        return (f"needs one expert size per server, got sizes {sizes} bytes; use method="
+                "'greedy' or 'decomposition' (or 'exact' on small instances)")
+    return None
 
 
 class PipageModel:
@@ -69,18 +86,11 @@ class PipageModel:
     """
 
     def __init__(self, problem: Problem):
-        bad_k = [m.name for m in problem.models if m.top_k != 1]
-        if bad_k:
-            raise V.fail("method", "pipage",
-                         f"needs Top-1 routing, but model {bad_k[0]!r} has K >= 2; use method="
-                         "'decomposition' (or 'exact' on small instances)")
-        sizes = sorted({float(m.expert_bytes) for m in problem.models})
-        if len(sizes) > 1:
-            raise V.fail("method", "pipage",
-                         f"needs one expert size per server, got sizes {sizes} bytes; use method="
-                         "'greedy' (or 'exact' on small instances)")
+        why = applicable(problem)
+        if why is not None:
+            raise V.fail("method", "pipage", why)
         self.problem = problem
-        self.size = sizes[0]
+        self.size = float(problem.models[0].expert_bytes)
         N = problem.num_servers
         self.N = N
         self.slots = np.floor(problem.network.server_capacity_bytes / self.size * (1 + 1e-12)).astype(int)

@@ -24,7 +24,7 @@ from . import _validate as V
 
 __all__ = ["Guarantee", "GUARANTEES", "FAMILIES", "family_problem", "measure_guarantees",
            "bound_verdict", "ratio_verdict", "zero_share_sentence", "lead_sentence",
-           "times_sentence"]
+           "times_sentence", "curve_sentence"]
 
 
 @dataclass(frozen=True)
@@ -213,3 +213,23 @@ def times_sentence(ratio: float, *, digits: int = 0) -> str:
     if slow > 1:
         return f"{slow:.{digits}f} times slower than"
     return "as fast as"
+
+
+def curve_sentence(measured, reference, name: str, *, rtol: float = 1e-9) -> str:
+    """How a measured curve relates to a proven one, point by point, in words.
+
+    "… follows it exactly" (equal to ``rtol``), "… stays at or above it and
+    exceeds it at k of n points", or "… falls below it at k of n points"
+    (chapter *Greedy for K = 1*, the Top-2 counterexample).
+    """
+    m = np.asarray(measured, float)
+    r = np.asarray(reference, float)
+    if m.shape != r.shape or m.size == 0:
+        raise V.fail("measured", m.shape, f"must have the non-empty shape of reference {r.shape}")
+    close = np.isclose(m, r, rtol=rtol, atol=1e-15)
+    if close.all():
+        return f"{name} follows it exactly"
+    below = int(np.sum((m < r) & ~close))
+    if below:
+        return f"{name} falls below it at {below} of {m.size} points"
+    return f"{name} stays at or above it and exceeds it at {int(np.sum(~close))} of {m.size} points"

@@ -44,6 +44,16 @@ def test_times_sentence_both_sides():
         gt.times_sentence(0.0)
 
 
+def test_curve_sentence_three_cases():
+    ref = [0.1, 0.5, 1.0]
+    assert gt.curve_sentence(ref, ref, "greedy") == "greedy follows it exactly"
+    assert gt.curve_sentence([0.1, 0.6, 1.0], ref, "greedy") == \
+        "greedy stays at or above it and exceeds it at 1 of 3 points"
+    assert gt.curve_sentence([0.1, 0.4, 0.9], ref, "greedy") == "greedy falls below it at 2 of 3 points"
+    with pytest.raises(ValueError, match="measured"):
+        gt.curve_sentence([1.0], ref, "greedy")
+
+
 def test_table_rows_and_measurement_respect_the_bounds():
     keys = [g.key for g in gt.GUARANTEES]
     assert len(keys) == len(set(keys))

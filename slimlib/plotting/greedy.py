@@ -182,7 +182,8 @@ def draw_ratio_histograms(panels, *, refs=None, source: str = "statistics: synth
     return fig
 
 
-def draw_k2_counterexample(qs, ratios, *, source: str = "statistics: synthetic (hand-made instance)"):
+def draw_k2_counterexample(qs, ratios, *, reference=None,
+                           source: str = "statistics: synthetic (hand-made instance)"):
     """Ratio to the optimum on the Top-2 counterexample vs the probability ``π`` (argument ``q`` of ``k2_counterexample``) of the group ``{0, 1}``.
 
     Parameters
@@ -190,6 +191,9 @@ def draw_k2_counterexample(qs, ratios, *, source: str = "statistics: synthetic (
     qs : array_like, shape (Q,)
     ratios : dict of str to array_like
         Method name -> ``R(method) / R(optimum)`` at each ``π``.
+    reference : array_like, shape (Q,), optional
+        The proven value of Algorithm 1 as stated, ``π / (1 − π)``
+        ({prf:ref}`prop-greedy-k2`), drawn dotted.
     source : str
 
     Returns
@@ -199,6 +203,9 @@ def draw_k2_counterexample(qs, ratios, *, source: str = "statistics: synthetic (
     fig, ax = new_figure(figsize=(5.2, 3.0))
     for name, r in ratios.items():
         ax.plot(qs, r, **METHOD_STYLE.get(name, dict(label=name)))
+    if reference is not None:
+        ax.plot(qs, reference, color="#000000", linestyle=":", linewidth=1.4,
+                label="Algorithm 1 as stated: π / (1 − π)")
     ax.set_xlabel("π = P({0, 1})   (1 − π = P({2, 3}))")
     ax.set_ylabel("R / R(optimum)")
     ax.set_ylim(0, 1.05)

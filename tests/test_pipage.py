@@ -74,3 +74,25 @@ def test_pipage_refuses_k2_and_mixed_sizes_naming_the_alternative():
         sl.solve(random_problem(0, top_k=2), "pipage")
     with pytest.raises(ValueError, match="greedy"):
         sl.solve(random_mixed_problem(0, sizes=(1, 2)), "pipage")
+
+
+def test_rounding_never_lowers_F_from_random_fractional_points():
+    """The LP optimum is often integral on tiny instances; here rounding starts from random
+    fractional points of the relaxed partition matroid, so every step is exercised."""
+    rng = np.random.default_rng(5)
+    steps = 0
+    for seed in range(100):
+        p = _instance(seed)
+        pm = PipageModel(p)
+        x = rng.random((pm.N, pm.C))
+        rows = x.sum(axis=1)
+        x *= np.minimum(1.0, pm.slots / np.maximum(rows, 1e-12))[:, None]   # sum_c x[n, c] <= k_n
+        F0 = pm.F(x)
+        xr, trace = pm.round(x)
+        steps += len(trace) - 1
+        assert trace[0] == pytest.approx(F0, rel=1e-12)
+        assert all(b >= a - 1e-15 for a, b in zip(trace, trace[1:])), seed
+        assert (xr.sum(axis=1) <= pm.slots).all()
+        assert pm.F(xr.astype(float)) == pytest.approx(trace[-1], rel=1e-9, abs=1e-18)
+        assert pm.F(xr.astype(float)) >= F0 - 1e-15
+    assert steps > 500

@@ -1,6 +1,6 @@
 """The latency reduction as a set function, and numerical checks of its structure.
 
-Chapter *Problem and structure* (SPEC §2).  A placement of experts on edge
+Chapter *Problem and structure* (``ch-structure``).  A placement of experts on edge
 servers is a subset ``S`` of the ground set
 
     V = {(n, u, l, e)}:  server n caches expert e of MoE layer l of model u,
@@ -8,7 +8,7 @@ servers is a subset ``S`` of the ground set
 with the device caches held fixed (the problem's default device policy).  The
 set function studied in the chapter is the latency reduction
 
-    R(S) = sum_m w_m (T_m(empty) - T_m(S))                       (eq. (P1'))
+    R(S) = sum_m w_m (T_m(empty) - T_m(S))                       ({eq}`eq-reduction`)
 
 computed by the book's one evaluator, :func:`slimlib.latency_reduction`.  Note
 that ``R`` is a *weighted sum* over users, not an average: the objective of
@@ -31,9 +31,9 @@ Public functions
 * :func:`separability_gap` — the separability lemma, checked numerically.
 * :func:`survey` — the checks on many random problems (chapter's tables).
 * :func:`counterexample_not_submodular`, :func:`counterexample_not_supermodular`
-  — the explicit instances of Proposition 2.
+  — the explicit instances of {prf:ref}`prop-k2`.
 * :func:`marginal_gain_path`, :func:`gain_path_example` — data of the widget.
-* :func:`routing_cases` — the five Top-2 routing cases of Figure 5, scored by
+* :func:`routing_cases` — the five Top-2 routing cases of {numref}`fig-routing-cases`, scored by
   the evaluator's own per-group function.
 """
 from __future__ import annotations
@@ -140,7 +140,7 @@ def placement_from_set(problem: Problem, S) -> Placement:
 def reduction(problem: Problem, S) -> float:
     """``R(S)``: latency reduction of caching the pairs ``S``, seconds (weighted sum over users).
 
-    Chapter *Problem and structure*, eq. (P1'): exactly
+    Chapter *Problem and structure*, {eq}`eq-reduction`: exactly
     ``slimlib.latency_reduction(problem, placement_from_set(problem, S))`` with
     the server capacities lifted (see :func:`uncapacitated`).  A weighted *sum*,
     not an average: ``R(S) = (sum_m w_m) * (average_latency(empty) - average_latency(S))``.
@@ -428,9 +428,9 @@ def check_supermodular(problem: Problem, ground=None, *, base=(), tol: float = 1
 check_monotone.__doc__ = ("Check ``R(S + e) >= R(S)`` (Definition *monotone*, chapter *Problem and structure*)."
                           + _CHECK_DOC)
 check_submodular.__doc__ = ("Check ``R(A + e) - R(A) >= R(B + e) - R(B)`` for nested ``A ⊆ B``, ``e ∉ B`` "
-                            "(Definition *submodular*; Proposition 1 says it holds for K = 1)." + _CHECK_DOC)
+                            "({prf:ref}`def-set-functions`; {prf:ref}`prop-k1` says it holds for K = 1)." + _CHECK_DOC)
 check_supermodular.__doc__ = ("Check ``R(A + e) - R(A) <= R(B + e) - R(B)`` for nested ``A ⊆ B``, ``e ∉ B`` "
-                              "(Definition *supermodular*; Proposition 2 says it fails with two servers)."
+                              "({prf:ref}`def-set-functions`; {prf:ref}`prop-k2` says it fails with two servers)."
                               + _CHECK_DOC)
 
 
@@ -587,7 +587,7 @@ def survey(top_k: int, num_problems: int = 300, *, seed: int = 0, properties: Se
            exhaustive_max: int = 8, samples: int = 100, tol: float = 1e-12, progress: bool = False) -> Survey:
     """Run the checks on ``num_problems`` random problems of Top-``top_k`` routing.
 
-    Chapter *Problem and structure*, numerical checks of Propositions 1–2.
+    Chapter *Problem and structure*, numerical checks of {prf:ref}`prop-k1` and {prf:ref}`prop-k2`.
     Problem ``i`` is ``slimlib.instances.random_problem(seed_i, ...)`` with a
     shape drawn from ``seed``: ``1..max_servers`` servers, ``1..max_users``
     users (random weights half of the time), ``1..max_layers`` layers and
@@ -639,13 +639,13 @@ def random_problem_for_survey(seed: int, shape: dict) -> Problem:
 
 
 # -----------------------------------------------------------------------------
-# Counterexamples of Proposition 2
+# Counterexamples of prop-k2
 # -----------------------------------------------------------------------------
 def _toy_model(name: str) -> MoEModel:
     # theta = 8 * 1000 * 1 = 8000 bit per hop; phi = 2e6 FLOP per call; 1 MB per expert.
     return MoEModel(name, num_layers=1, num_experts=2, top_k=2, hidden_size=1000, params_per_expert=10 ** 6,
                     bytes_per_param=1, act_bytes=1,
-                    description="Toy Top-2 layer of the counterexamples of Proposition 2 (chapter Problem and structure).")
+                    description="Toy Top-2 layer of the counterexamples of prop-k2 (chapter Problem and structure).")
 
 
 def _toy_network(rates_bps: Sequence[float]) -> Network:
@@ -657,7 +657,7 @@ def _toy_network(rates_bps: Sequence[float]) -> Network:
 
 
 def counterexample_not_submodular() -> Problem:
-    """The smallest instance on which ``R`` is not submodular (Proposition 2(a)).
+    """The smallest instance on which ``R`` is not submodular ({prf:ref}`prop-k2` (a)).
 
     One user (no device storage), one server, one MoE layer with ``E = K = 2``;
     every token activates the group ``{0, 1}`` (probability 1).  Numbers: the
@@ -678,7 +678,7 @@ def counterexample_not_submodular() -> Problem:
 
 
 def counterexample_not_supermodular() -> Problem:
-    """An instance with two servers on which ``R`` is not supermodular (Proposition 2(b)).
+    """An instance with two servers on which ``R`` is not supermodular ({prf:ref}`prop-k2` (b)).
 
     As :func:`counterexample_not_submodular`, with a second server whose radio
     link runs at 4 Mbit/s (edge call ``2 + 1 + 2 = 5`` ms against 3 ms on
@@ -745,11 +745,11 @@ def gain_path_example(top_k: int, num_experts: int, seed: int, *, num_servers: i
 
 
 # -----------------------------------------------------------------------------
-# Figure 5: the routing cases of one Top-2 group
+# fig-routing-cases: the routing cases of one Top-2 group
 # -----------------------------------------------------------------------------
 @dataclass
 class RoutingCase:
-    """One routing case of Figure 5, scored by the evaluator.
+    """One routing case of {numref}`fig-routing-cases`, scored by the evaluator.
 
     Attributes
     ----------
@@ -779,7 +779,7 @@ class RoutingCase:
 
 def routing_cases(model: MoEModel | str = "moe-llava-phi2-2.7b-4e", params=None,
                   distance_m: Sequence[float] = (100.0, 250.0)) -> list[RoutingCase]:
-    """The five hidden-state routing cases of a Top-2 group ``{i, j}`` (Figure 5).
+    """The five hidden-state routing cases of a Top-2 group ``{i, j}`` ({numref}`fig-routing-cases`).
 
     The example: one user running one MoE layer of ``model`` (default
     MoE-LLaVA-Phi2, fp16), two edge servers at ``distance_m`` metres, Table 1
@@ -809,7 +809,7 @@ def routing_cases(model: MoEModel | str = "moe-llava-phi2-2.7b-4e", params=None,
                                   server_capacity_bytes=2 * mod.expert_bytes)
     stats = ActivationStats(mod.num_experts, 2, [[[0, 1]]], probs=[[1.0]], model=mod.name,
                             provenance={"source": "synthetic", "generator": "routing_cases"})
-    prob = Problem(mod, net, stats, device_cache=[np.zeros((1, mod.num_experts), bool)], name="Figure 5 example")
+    prob = Problem(mod, net, stats, device_cache=[np.zeros((1, mod.num_experts), bool)], name="routing-cases example")
     i, j = 0, 1
     specs = [("both-local", "both local", {i: "device", j: "device"}),
              ("local-edge", "one local, one edge", {i: "device", j: "server 1"}),

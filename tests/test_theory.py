@@ -210,3 +210,25 @@ def test_bad_options():
         T.separability_gap(p, 0, [(0, 0, 0, 1)])
     with pytest.raises(ValueError, match="order"):
         T.marginal_gain_path(p, (0, 0, 0, 0), [(0, 0, 0, 0)])
+
+
+def test_dp_figures_state_delta_with_its_unit_and_gains_table():
+    """Chapter *Max-plus convolution*: δ is printed with its unit; the h_k table has one row per layer."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from slimlib.plotting import dp as dplot
+    from slimlib.solvers import decomposition as dec
+    p = random_problem(3, num_users=2, num_servers=1, num_layers=3, num_experts=4, top_k=2,
+                       server_slots=(3, 3))
+    acc = dec.solve_stage(p, sl.Placement.empty(p), 0, combine="accelerated", eps=0.3, keep_table=True)
+    assert acc.table is not None                  # this stage needs the value grid
+    fig = dplot.draw_value_dp_step(len(acc.items), stage=acc, value_scale=1e3, value_unit="ms")
+    label = fig.axes[0].get_xlabel()
+    assert "δ" in label and label.rstrip(")").endswith("ms")
+    plt.close(fig)
+    st = dec.solve_stage(p, sl.Placement.empty(p), 0, keep_table=True)
+    md = dplot.gains_markdown(st, scale=1e3)
+    assert md.count("\n| layer ") == len(st.items)
+    assert f"{st.items[0].h[-1] * 1e3:.2f}" in md

@@ -13,7 +13,8 @@ from matplotlib.patches import Rectangle
 
 from . import METHOD_STYLE, new_figure, source_note, style
 
-__all__ = ["draw_dp_step", "draw_value_dp_step", "draw_concave_merge", "draw_eps_tradeoff", "draw_stage_ratios"]
+__all__ = ["draw_dp_step", "draw_value_dp_step", "draw_concave_merge", "draw_eps_tradeoff", "draw_stage_ratios",
+           "gains_markdown"]
 
 _CMAP = LinearSegmentedColormap.from_list("slim", ["#ffffff", "#F3C9A8", "#D55E00"])
 _CMAP_B = LinearSegmentedColormap.from_list("slimb", ["#ffffff", "#BFD9EC", "#0072B2"])
@@ -62,7 +63,7 @@ def draw_dp_step(step: int, *, stage, scale: float = 1.0, unit_label: str = "exp
                     txt = f"{F[k, q]:.2f}"
                     if k >= 1:
                         txt += f"\nc={choice[k - 1, q]}"
-                    ax.text(q, k, txt, ha="center", va="center", fontsize=6.5,
+                    ax.text(q, k, txt, ha="center", va="center", fontsize=8,
                             color="#000000" if F[k, q] < 0.7 * F.max() else "#ffffff")
         if 1 <= step:
             ax.add_patch(Rectangle((-0.5, step - 0.5), Q1, 1, fill=False, edgecolor="#000000", linewidth=1.6))
@@ -86,7 +87,7 @@ def draw_dp_step(step: int, *, stage, scale: float = 1.0, unit_label: str = "exp
             h = it.h * scale
             bx.bar(range(len(h)), h, color=METHOD_STYLE["decomposition"]["color"], alpha=0.75)
             for c, v in enumerate(h):
-                bx.text(c, v, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+                bx.text(c, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
             bx.set_title(f"$h_{{{step}}}(c)$, {_item_label(it)}", fontsize=9)
             bx.set_xticks(range(len(h)))
             bx.set_xlabel("c (experts of this layer)")
@@ -101,6 +102,7 @@ def draw_dp_step(step: int, *, stage, scale: float = 1.0, unit_label: str = "exp
 
 
 def draw_value_dp_step(step: int, *, stage, scale_bytes: float = 1.0, unit_label: str = "experts",
+                       value_scale: float = 1.0, value_unit: str = "s",
                        source: str = "statistics: synthetic (random instance)"):
     """One frame of Algorithm 3's value-indexed table ``D_k(v)`` (chapter *Max-plus convolution*, worked example).
 
@@ -115,6 +117,9 @@ def draw_value_dp_step(step: int, *, stage, scale_bytes: float = 1.0, unit_label
     scale_bytes : float
         Bytes per displayed storage unit (e.g. the expert size).
     unit_label : str
+    value_scale, value_unit : float, str
+        The grid step ``δ`` (weighted seconds) is printed as ``δ * value_scale``
+        ``value_unit`` (e.g. ``1e3 / W`` and ``"ms"`` for ms of average latency).
     source : str
     """
     D = stage.table / scale_bytes                              # (J+1, V+1)
@@ -131,7 +136,7 @@ def draw_value_dp_step(step: int, *, stage, scale_bytes: float = 1.0, unit_label
             for v in range(V1):
                 if np.isfinite(D[k, v]):
                     ok = D[k, v] <= Q * (1 + 1e-12)
-                    ax.text(v, k, f"{D[k, v]:.0f}", ha="center", va="center", fontsize=6.5,
+                    ax.text(v, k, f"{D[k, v]:.0f}", ha="center", va="center", fontsize=8,
                             color="#000000" if ok else "#999999", fontweight="bold" if ok else "normal")
         if step >= 1:
             ax.add_patch(Rectangle((-0.5, step - 0.5), V1, 1, fill=False, edgecolor="#000000", linewidth=1.4))
@@ -140,7 +145,7 @@ def draw_value_dp_step(step: int, *, stage, scale_bytes: float = 1.0, unit_label
             v = int(ok[-1])
             ax.add_patch(Rectangle((v - 0.5, J - 0.5), 1, 1, fill=False, edgecolor="#D55E00", linewidth=2.4))
             ax.set_title(f"largest rounded value within Q = {Q:.0f} {unit_label}: v* = {v}  "
-                         f"(gain >= v* x delta)", fontsize=9)
+                         "(gain ≥ v*·δ)", fontsize=9)
         else:
             ax.set_title("$D_k(v)$ = least storage reaching rounded value $v$ "
                          "(bold: fits in $Q$)", fontsize=9)
@@ -152,7 +157,8 @@ def draw_value_dp_step(step: int, *, stage, scale_bytes: float = 1.0, unit_label
             names = ", ".join(f"l{stage.items[k].layer}" for k in members)
             labels.append(f"$D_{{{j + 1}}}$: {names}")
         ax.set_yticklabels(labels[:J + 1], fontsize=8)
-        ax.set_xlabel(f"rounded value v (grid delta = {stage.info['delta']:.3g})")
+        delta = stage.info["delta"] * value_scale
+        ax.set_xlabel(f"rounded value v (grid step δ = {delta:.3g} {value_unit})")
         source_note(fig, source + f"; storage in {unit_label}")
         fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
@@ -195,7 +201,7 @@ def draw_concave_merge(a, b, *, source: str = "hand-made sequences"):
 
 
 def draw_eps_tradeoff(rows, *, source: str = "statistics: synthetic"):
-    """Accuracy and run time of Algorithm 3 against ``eps`` (chapter *Max-plus convolution*).
+    """Accuracy and run time of Algorithm 3 against ``ε`` (chapter *Max-plus convolution*).
 
     Parameters
     ----------
@@ -209,7 +215,7 @@ def draw_eps_tradeoff(rows, *, source: str = "statistics: synthetic"):
     -------
     matplotlib.figure.Figure
         Left: worst and mean stage value as a fraction of the exact DP's, with
-        the guarantee ``1 - eps``; right: median time of the combination step
+        the guarantee ``1 − ε``; right: median time of the combination step
         (for Algorithm 3 over the stages that needed the value grid; the
         others are solved by merging alone).
     """
@@ -224,12 +230,12 @@ def draw_eps_tradeoff(rows, *, source: str = "statistics: synthetic"):
         fig, (ax, bx) = new_figure(1, 2, figsize=(8.6, 3.2))
         ax.plot(eps, ratio_min, marker=st["marker"], color=st["color"], label="worst stage")
         ax.plot(eps, ratio_mean, marker="o", color=st["color"], linestyle="--", label="mean over stages")
-        ax.plot(eps, 1 - eps, color="#000000", linestyle=":", label="guarantee 1 - eps")
+        ax.plot(eps, 1 - eps, color="#000000", linestyle=":", label="guarantee 1 − ε")
         ax.set_xscale("log")
-        ax.set_xlabel("eps")
+        ax.set_xlabel("ε")
         ax.set_ylabel("stage value / exact DP")
         ax.set_ylim(min(0.5, float((1 - eps).min()) - 0.02), 1.01)
-        ax.legend(frameon=False, fontsize=7)
+        ax.legend(frameon=False, fontsize=8)
         ax.set_title("accuracy", fontsize=9)
         bx.plot(eps, t_acc * 1e3, marker=st["marker"], color=st["color"],
                 label="accelerated (stages that need the value grid)")
@@ -243,10 +249,10 @@ def draw_eps_tradeoff(rows, *, source: str = "statistics: synthetic"):
                        label=f"exact DP, {lab}")
         bx.set_xscale("log")
         bx.set_yscale("log")
-        bx.set_xlabel("eps")
+        bx.set_xlabel("ε")
         bx.set_ylabel("combination step, median ms")
         bx.set_ylim(top=bx.get_ylim()[1] * 4)
-        bx.legend(frameon=False, fontsize=7, loc="upper right", ncol=2)
+        bx.legend(frameon=False, fontsize=8, loc="upper right", ncol=2)
         bx.set_title("run time per stage", fontsize=9)
         source_note(fig, source)
         fig.tight_layout(rect=(0, 0.04, 1, 1))
@@ -254,14 +260,14 @@ def draw_eps_tradeoff(rows, *, source: str = "statistics: synthetic"):
 
 
 def draw_stage_ratios(ratios: dict, *, bounds: dict | None = None, source: str = "random stage tables"):
-    """Histograms of per-stage value ratios, one colour per ``eps`` (chapter *Max-plus convolution*).
+    """Histograms of per-stage value ratios, one colour per ``ε`` (chapter *Max-plus convolution*).
 
     Parameters
     ----------
     ratios : dict of str to array_like
-        Label (e.g. ``"eps = 0.1"``) to ratios accelerated / exact DP.
+        Label (e.g. ``"ε = 0.1"``) to ratios accelerated / exact DP.
     bounds : dict of str to float, optional
-        Same labels to the guaranteed lower bound ``1 - eps`` (dotted lines).
+        Same labels to the guaranteed lower bound ``1 − ε`` (dotted lines).
     source : str
     """
     colors = ["#E69F00", "#0072B2", "#009E73", "#CC79A7", "#56B4E9"]
@@ -278,9 +284,31 @@ def draw_stage_ratios(ratios: dict, *, bounds: dict | None = None, source: str =
             if bounds and lab in bounds:
                 ax.axvline(bounds[lab], color=col, linestyle=":", linewidth=1.2)
         ax.set_yscale("log")
-        ax.set_xlabel("stage value of Algorithm 3 / exact DP (dotted: guarantee 1 - eps)")
+        ax.set_xlabel("stage value of Algorithm 3 / exact DP (dotted: guarantee 1 − ε)")
         ax.set_ylabel("stages")
-        ax.legend(frameon=False, fontsize=7, loc="upper left")
+        ax.legend(frameon=False, fontsize=8, loc="upper left")
         source_note(fig, source)
         fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
+
+
+def gains_markdown(stage, *, scale: float = 1.0, digits: int = 2) -> str:
+    """The per-layer best gains ``h_k(c)`` of one stage as a Markdown table.
+
+    Chapter *Successive decomposition*, worked example: one row per block
+    (layer), one column per count ``c``; values times ``scale`` (e.g. ms of
+    average per-token latency per weighted second).
+
+    Parameters
+    ----------
+    stage : slimlib.solvers.decomposition.StageResult
+        From ``solve_stage(..., keep_table=True)``.
+    scale : float
+    digits : int
+    """
+    C = max(len(it.h) for it in stage.items)
+    rows = ["| block | " + " | ".join(f"c = {c}" for c in range(C)) + " |", "|---|" + "---|" * C]
+    for it in stage.items:
+        cells = [f"{v * scale:.{digits}f}" for v in it.h] + [""] * (C - len(it.h))
+        rows.append(f"| layer {it.layer} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)

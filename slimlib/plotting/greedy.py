@@ -67,12 +67,12 @@ def draw_greedy_step(step: int, *, pm, trace, optimum_s: float | None = None, so
             for e in range(E):
                 if x[l, e]:
                     ax.add_patch(Rectangle((e - .5, l - .5), 1, 1, color="#009E73", alpha=.8))
-                    ax.text(e, l, "cached", ha="center", va="center", fontsize=7, color="white")
+                    ax.text(e, l, "cached", ha="center", va="center", fontsize=8, color="white")
                 elif not ok[l, e]:
                     ax.add_patch(Rectangle((e - .5, l - .5), 1, 1, color="#dddddd"))
-                    ax.text(e, l, "full", ha="center", va="center", fontsize=7, color="#555555")
+                    ax.text(e, l, "full", ha="center", va="center", fontsize=8, color="#555555")
                 else:
-                    ax.text(e, l, f"{d[l, e]:.2f}", ha="center", va="center", fontsize=7,
+                    ax.text(e, l, f"{d[l, e]:.2f}", ha="center", va="center", fontsize=8,
                             color="white" if d[l, e] > .6 * vmax else "black")
         if st["pick"] is not None and st["pick"][0] == n:
             c = st["pick"][1]
@@ -107,7 +107,7 @@ def draw_greedy_step(step: int, *, pm, trace, optimum_s: float | None = None, so
         head = f"step {s}: {why} — the greedy stops"
     fig.suptitle(head, fontsize=9)
     fig.text(0.005, 0.005, "cells: gain of R per MB of storage if the pair were added now (R: ms per token, summed over users)",
-             fontsize=7, color="#555555", va="bottom")
+             fontsize=8, color="#555555", va="bottom")
     source_note(fig, source)
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
     return fig
@@ -161,20 +161,20 @@ def draw_ratio_histograms(panels, *, refs=None, source: str = "statistics: synth
                 x = _REF[ref]
                 if x >= edges[0]:
                     ax.axvline(x, color="#333333", linestyle=":", linewidth=1.2)
-                    ax.annotate(f"bound {ref}", (x, 0.6), xycoords=("data", "axes fraction"), fontsize=7,
+                    ax.annotate(f"bound {ref}", (x, 0.6), xycoords=("data", "axes fraction"), fontsize=8,
                                 rotation=90, ha="right", va="center", color="#333333")
                 else:
                     off.append(ref)
             note = ("proven bound " + ", ".join(off) + " (left of the axis)") if off else (
                 "" if refs and refs[i] else "no proven bound")
             if note:
-                ax.text(0.02, 0.97, note, transform=ax.transAxes, fontsize=7, va="top", color="#333333")
+                ax.text(0.02, 0.97, note, transform=ax.transAxes, fontsize=8, va="top", color="#333333")
             ax.set_yscale("log")
             ax.set_ylim(0.7, len(study["optimum_s"]) * 3)
             ax.set_title(f"{title}\n({len(study['optimum_s'])} instances)", fontsize=9)
             ax.set_xlabel("R / R(optimum)")
             ax.set_ylabel("instances")
-            ax.legend(loc="upper left", bbox_to_anchor=(0.0, 0.9), fontsize=6.5, frameon=False)
+            ax.legend(loc="upper left", bbox_to_anchor=(0.0, 0.9), fontsize=8, frameon=False)
         for j in range(k, nrow * ncol):
             axes.flat[j].set_visible(False)
         source_note(fig, source)
@@ -182,14 +182,18 @@ def draw_ratio_histograms(panels, *, refs=None, source: str = "statistics: synth
     return fig
 
 
-def draw_k2_counterexample(qs, ratios, *, source: str = "statistics: synthetic (hand-made instance)"):
-    """Ratio to the optimum on the Top-2 counterexample vs the probability ``q`` of the group ``{0, 1}``.
+def draw_k2_counterexample(qs, ratios, *, reference=None,
+                           source: str = "statistics: synthetic (hand-made instance)"):
+    """Ratio to the optimum on the Top-2 counterexample vs the probability ``π`` (argument ``q`` of ``k2_counterexample``) of the group ``{0, 1}``.
 
     Parameters
     ----------
     qs : array_like, shape (Q,)
     ratios : dict of str to array_like
-        Method name -> ``R(method) / R(optimum)`` at each ``q``.
+        Method name -> ``R(method) / R(optimum)`` at each ``π``.
+    reference : array_like, shape (Q,), optional
+        The proven value of Algorithm 1 as stated, ``π / (1 − π)``
+        ({prf:ref}`prop-greedy-k2`), drawn dotted.
     source : str
 
     Returns
@@ -199,7 +203,10 @@ def draw_k2_counterexample(qs, ratios, *, source: str = "statistics: synthetic (
     fig, ax = new_figure(figsize=(5.2, 3.0))
     for name, r in ratios.items():
         ax.plot(qs, r, **METHOD_STYLE.get(name, dict(label=name)))
-    ax.set_xlabel("q = P({0, 1})   (1 - q = P({2, 3}))")
+    if reference is not None:
+        ax.plot(qs, reference, color="#000000", linestyle=":", linewidth=1.4,
+                label="Algorithm 1 as stated: π / (1 − π)")
+    ax.set_xlabel("π = P({0, 1})   (1 − π = P({2, 3}))")
     ax.set_ylabel("R / R(optimum)")
     ax.set_ylim(0, 1.05)
     ax.legend(loc="lower right")

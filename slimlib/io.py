@@ -27,12 +27,13 @@ from .model import MoEModel
 from .network import Network, Parameters
 from .problem import Placement, Problem
 from .stats import ActivationStats
+from .trace import RoutingTrace
 
 __all__ = ["load", "save", "data_dir", "data_dirs", "load_model_card", "load_stats",
            "load_parameters", "model_card_names", "from_dict"]
 
 REGISTRY = {"model-card": MoEModel, "activation-stats": ActivationStats, "parameters": Parameters,
-            "network": Network, "problem": Problem, "placement": Placement}
+            "network": Network, "problem": Problem, "placement": Placement, "routing-trace": RoutingTrace}
 
 
 def from_dict(data: Any):
@@ -71,7 +72,7 @@ def save(obj, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
 
     Parameters
     ----------
-    obj : MoEModel, ActivationStats, Parameters, Network, Problem or Placement
+    obj : MoEModel, ActivationStats, Parameters, Network, Problem, Placement or RoutingTrace
     path : str or path-like
         Target file; missing folders are created.
     overwrite : bool

@@ -175,7 +175,6 @@ def draw_load_point(rows: Sequence[dict], method: str, token_rate: float, *, not
 
     The explorer frame of the chapter (dropdown ``method``, slider ``token_rate``).
     """
-    from ..simulation.study import CDF_LEVELS
     x, rs = _by_label(rows, method)
     if not rs:
         raise ValueError(f"method: no rows for {method!r}")
@@ -183,11 +182,12 @@ def draw_load_point(rows: Sequence[dict], method: str, token_rate: float, *, not
     if pick is None:
         raise ValueError(f"token_rate: {token_rate!r} not simulated for {method!r} (have {x.tolist()})")
     base = rs[0]
+    levels = np.linspace(0.0, 1.0, len(pick["cdf_s"]))   # the study's CDF levels, evenly spaced
     st = series_style(method)
     fig, ax = new_figure(figsize=(6.4, 3.2), layout="constrained")
-    ax.step(base["cdf_s"] * MS, CDF_LEVELS, where="post", color="#999999", linestyle="--",
+    ax.step(base["cdf_s"] * MS, levels, where="post", color="#999999", linestyle="--",
             label=f"{base['token_rate']:g} tokens/s per user")
-    ax.step(pick["cdf_s"] * MS, CDF_LEVELS, where="post", color=st.get("color"),
+    ax.step(pick["cdf_s"] * MS, levels, where="post", color=st.get("color"),
             label=f"{token_rate:g} tokens/s per user")
     ax.axvline(pick["expected_s"] * MS, color="#000000", linestyle=":", linewidth=1.0, label="expected latency")
     ax.set_xlabel("latency (ms per token)")

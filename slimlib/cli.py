@@ -38,12 +38,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="solver option, e.g. --option eps=0.05 (repeatable; values parsed as JSON when possible)")
     s.add_argument("--out", help="write the placement JSON here")
 
-    f = sub.add_parser("figures", help="regenerate the book's figures as PNG, SVG and CSV")
-    f.add_argument("--out", required=True, help="output folder")
-    f.add_argument("--only", default=None, help="comma-separated figure names, e.g. fig6,fig7")
-    f.add_argument("--seeds", type=int, default=None, help="number of seeds per point")
-    f.add_argument("--scale", choices=["book", "paper"], default="book",
-                   help="book: the sizes built in the book; paper: full-size sweeps (slow)")
+    from .experiments.cli import add_parser as add_figures_parser
+    add_figures_parser(sub)
 
     sub.add_parser("models", help="list the model cards shipped in data/models")
     sub.add_parser("methods", help="list the solver names")
@@ -92,7 +88,7 @@ def main(argv=None) -> int:
         if args.command == "solve":
             return _solve(args)
         if args.command == "figures":
-            from .experiments import main_figures
+            from .experiments.cli import run as main_figures
             return main_figures(args)
         if args.command == "models":
             import slimlib

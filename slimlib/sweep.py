@@ -184,6 +184,8 @@ class Runner:
     progress : bool, optional
         Progress bar over the points (tqdm); ``None`` = on unless
         ``SLIMLIB_STATIC=1`` or ``SLIMLIB_PROGRESS=0``.
+    connect_timeout_s : float
+        How long :meth:`connect` waits for the Dask scheduler (seconds).
 
     Examples
     --------
@@ -192,7 +194,8 @@ class Runner:
     """
 
     def __init__(self, jobs: int | None = 1, *, scheduler: str | None = None, cache_dir=None, fresh: bool = False,
-                 progress: bool | None = None):
+                 progress: bool | None = None, connect_timeout_s: float = 10.0):
+        self.connect_timeout_s = V.number("connect_timeout_s", connect_timeout_s, positive=True)
         self.jobs = default_jobs() if jobs is None else V.number("jobs", jobs, integer=True, positive=True)
         self.scheduler = None if scheduler is None else V.text("scheduler", scheduler)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
@@ -227,7 +230,7 @@ class Runner:
             raise ImportError("a Dask scheduler needs dask.distributed: pip install \"slimlib[cluster]\" "
                               f"({exc})") from None
         try:
-            self._client = Client(self.scheduler, timeout="10s", set_as_default=False)
+            self._client = Client(self.scheduler, timeout=f"{self.connect_timeout_s}s", set_as_default=False)
         except (OSError, ValueError, TypeError) as exc:
             raise V.fail("scheduler", self.scheduler, f"cannot connect to a Dask scheduler there ({exc})") from None
         return self._client
@@ -251,11 +254,11 @@ class Runner:
             client = self.connect()
             futures = [client.submit(_execute, i, t, pure=False) for i, t in todo]
             try:
-                for fut in as_completed(futures):
-                    yield fut.result()
+                with client.as_current():
+                    for fut in as_completed(futures):
+                        yield fut.result()
             finally:
-                for f in futures:
-                    f.cancel()
+                client.cancel(futures)
             return
         if self.jobs == 1 or len(todo) == 1:
             for i, t in todo:

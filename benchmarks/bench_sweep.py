@@ -1,0 +1,93 @@
+"""Speed-up of a parallel sweep over a serial one (issue 16; chapter *Using slimlib*, "Sweeps at the paper's scale").
+
+    python benchmarks/bench_sweep.py [--jobs 2] [--seeds 6] [--out FILE.csv]
+
+A fixed sweep — Figure 8's data function (:func:`slimlib.experiments.fig8_data`)
+on Switch-base-128 (12 layers x 128 experts) with 6, 8 and 10 edge servers,
+Table 1 users (10) and storage, every method of the figure, ``--seeds`` seeds:
+18 points of about 1 s each on an idle core, so the work per point dominates
+the start of a worker process (about 1–2 s: Python, numpy, scipy and the
+solvers are imported once per worker) — runs twice in one process:
+
+1. serially (``Runner(jobs=1)``), after one warm-up point so that the serial
+   run does not pay for loading statistics the parallel run's workers pay for;
+2. on ``--jobs`` worker processes (``Runner(jobs=N)``, joblib ``loky``), worker
+   start-up included.
+
+Neither run uses the per-point cache.  The script checks that both tables are
+equal apart from the run-time columns, prints the wall times, the speed-up
+(serial wall / parallel wall) and the load average of the machine (a shared
+machine gives less than N free cores: the speed-up is then bounded by the
+cores actually free), and appends one CSV row to ``--out`` if given.
+
+Target (issue 16): speed-up >= 1.7x with ``--jobs 2`` on 2 idle cores.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+from slimlib import experiments as E
+from slimlib.sweep import Runner
+
+MODEL = "switch-base-128"
+SERVERS = (6, 8, 10)
+TARGET = 1.7
+
+
+def sweep(runner: Runner, seeds: int):
+    return E.fig8_data(models=(MODEL,), num_servers=SERVERS, seeds=seeds, runner=runner)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes of the parallel run (default 2)")
+    ap.add_argument("--seeds", type=int, default=6, help="seeds per point (default 6: 18 points)")
+    ap.add_argument("--out", default=None, help="append the result as a CSV row to this file")
+    args = ap.parse_args(argv)
+    if args.jobs < 2 or args.seeds < 1:
+        ap.exit(2, f"{ap.prog}: error: --jobs must be >= 2 and --seeds >= 1 (got {args.jobs}, {args.seeds})\n")
+
+    load0 = os.getloadavg()[0]
+    E.fig8_data(models=(MODEL,), num_servers=SERVERS[:1], seeds=[1000], progress=False)          # warm-up
+    serial = Runner(jobs=1, progress=False)
+    t0 = time.perf_counter()
+    a = sweep(serial, args.seeds)
+    t_serial = time.perf_counter() - t0
+    par = Runner(jobs=args.jobs, progress=False)
+    t0 = time.perf_counter()
+    b = sweep(par, args.seeds)
+    t_par = time.perf_counter() - t0
+    load1 = os.getloadavg()[0]
+
+    same = a.equals(b)
+    ratio = t_serial / t_par
+    n = serial.stats.points
+    print(f"sweep: Figure 8, {MODEL} x {len(SERVERS)} server counts x {args.seeds} seeds = {n} points")
+    print(f"serial (1 process)           {t_serial:7.2f} s   ({t_serial / n:.2f} s per point)")
+    print(f"parallel ({args.jobs} worker processes) {t_par:7.2f} s   (sum of point times "
+          f"{par.stats.busy_s:.2f} s)")
+    print(f"speed-up                     {ratio:7.2f}x   (target >= {TARGET}x on {args.jobs} idle cores)")
+    print(f"cores {os.cpu_count()}, load average {load0:.1f} before, {load1:.1f} after "
+          f"(> {os.cpu_count()} means other processes compete for the cores)")
+    print(f"tables equal apart from run-time columns: {same}")
+    print(f"target: {'met' if ratio >= TARGET else 'NOT met'}")
+    if args.out:
+        path = Path(args.out)
+        new = not path.exists()
+        with path.open("a", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["points", "jobs", "serial_s", "parallel_s", "speedup", "load_before", "load_after",
+                            "equal"])
+            w.writerow([n, args.jobs, f"{t_serial:.3f}", f"{t_par:.3f}", f"{ratio:.3f}", f"{load0:.2f}",
+                        f"{load1:.2f}", same])
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

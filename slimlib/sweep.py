@@ -15,7 +15,7 @@ whatever the backend:
 Every result goes through a JSON round trip (floats are written with ``repr``,
 so exactly), hence a point's rows are the same bytes whether computed here, in a
 worker or read back from the cache.  With a ``cache_dir``, each finished point is
-written atomically (temporary file, then :func:`os.replace`) to
+written atomically (temporary file, then ``os.replace``) to
 ``cache_dir/<key>.json``, where ``key`` hashes the function's name, the point's
 parameters and :func:`code_version` (slimlib's sources and data files); a
 re-run reads finished points back instead of recomputing them (``fresh=True``
@@ -148,7 +148,7 @@ def _execute(index: int, task: Task):
 
 
 def write_atomic(path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and :func:`os.replace`: never a partial file."""
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``: never a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:16]}-", suffix=".tmp")

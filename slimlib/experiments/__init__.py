@@ -82,3 +82,7 @@ def __getattr__(name):
         from . import cli
         return getattr(cli, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_CLI_NAMES))

@@ -18,7 +18,8 @@ from .methods import _max_fill, _milp_status, _seeds, _solve
 from .problems import LLAVA_MODELS
 from .table import ResultTable
 
-__all__ = ["fig11_data"]
+#: Public names are re-exported (and documented) by :mod:`slimlib.experiments`.
+__all__: list[str] = []
 
 
 def fig11_point(pt: dict) -> list[dict]:

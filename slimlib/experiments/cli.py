@@ -33,8 +33,8 @@ from .readings import table1, table1_markdown
 from .registry import FIGURES, SCALES
 from .table import write_rows
 
-__all__ = ["FIXED_FIGURES", "FIG2_STATS", "FIG2_LAYER", "figure_names", "add_parser", "run",
-           "add_figures_parser", "main_figures"]
+#: Public names are re-exported (and documented) by :mod:`slimlib.experiments`.
+__all__: list[str] = []
 
 
 def _draw(name: str):

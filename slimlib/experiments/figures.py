@@ -5,7 +5,7 @@ Each data function lists its points — one :class:`slimlib.sweep.Task` per
 needs, its seed included — and hands them to a :class:`slimlib.sweep.Runner`
 (serial by default; worker processes, a Dask cluster and a per-point cache on
 request).  A point builds its problem (:func:`experiment_problem`), runs every
-method and scores it with the one evaluator (:func:`_run_methods`).  The table
+method and scores it with the one evaluator (``_run_methods``).  The table
 lists the points' rows in task order (seed, then panel, then value), so it is
 the same whatever ran the points and in which order; only the run-time columns
 (:data:`RUNTIME_COLUMNS`) are measurements.
@@ -24,8 +24,8 @@ from .methods import (_available, _exact_mode, _exact_plan, _max_fill, _method_o
 from .problems import LLAVA_MODELS, MHZ, SWITCH_MODELS, experiment_problem
 from .table import ResultTable
 
-__all__ = ["fig1_data", "fig6_data", "fig7_data", "fig8_data", "fig9_data", "fig10_data", "point_data",
-           "FIG6_METHODS", "FIG7_METHODS", "FIG10_METHODS", "SWEEP_METHODS"]
+#: Public names are re-exported (and documented) by :mod:`slimlib.experiments`.
+__all__: list[str] = []
 
 #: Methods of Figure 6 (K = 1) and Figure 7 (K = 2), in legend order.  Co-activation-blind greedy is
 #: left out of Figure 6: with K = 1 the marginals are the groups and it coincides with greedy.
@@ -69,7 +69,7 @@ def methods_point(pt: dict) -> list[dict]:
         ``model``, ``params`` (:meth:`Parameters.to_json` or ``None`` for
         Table 1), ``problem`` (keyword arguments of
         :func:`experiment_problem`), ``methods``, ``run`` (keyword arguments of
-        :func:`_run_methods`).
+        ``_run_methods``).
 
     Returns
     -------

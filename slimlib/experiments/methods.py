@@ -1,6 +1,6 @@
 """Running every method on one problem and scoring it with the one evaluator (chapter *Experiments*).
 
-:func:`_run_methods` solves a problem with each method by name
+``_run_methods`` solves a problem with each method by name
 (:func:`slimlib.solve`), scores the placement with
 :func:`slimlib.average_latency` and returns one tidy row per method.  The MILP
 (``"exact"``) runs where the sweep's ``exact`` mode allows it
@@ -19,7 +19,8 @@ from .. import _validate as V
 from ..latency import average_latency, communication_latency
 from ..problem import Placement, Problem
 
-__all__ = ["EXACT_MODES", "EXACT_METHODS"]
+#: Public names are re-exported (and documented) by :mod:`slimlib.experiments`.
+__all__: list[str] = []
 
 #: Which points run the MILP: ``"all"`` (every point of every panel, whatever its size, within the
 #: time limit), ``"small"`` (points under the figure's ``exact_max_size`` variables, in its

@@ -16,7 +16,8 @@ from ..model import MoEModel
 from ..network import Network, Parameters
 from ..problem import Problem
 
-__all__ = ["SWITCH_MODELS", "LLAVA_MODELS", "experiment_stats", "experiment_problem", "stats_source_label"]
+#: Public names are re-exported (and documented) by :mod:`slimlib.experiments`.
+__all__: list[str] = []
 
 #: Switch-base model cards of Figures 1, 6 and 10 (K = 1, fp32 checkpoints).
 SWITCH_MODELS = ("switch-base-8", "switch-base-16", "switch-base-32", "switch-base-64", "switch-base-128")

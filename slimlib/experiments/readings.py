@@ -19,9 +19,8 @@ from .methods import _seeds, _solve
 from .problems import LLAVA_MODELS, experiment_problem
 from .table import ResultTable
 
-__all__ = ["PROPOSED", "BASELINES", "PANEL_TITLES", "panel_label", "table1", "table1_markdown", "dominance",
-           "gains", "storage_point_latency", "passes_sentence", "bound_gaps", "SHORT_NAMES", "short_name",
-           "dominance_sentence", "storage_reading", "residual_reading"]
+#: Public names are re-exported (and documented) by :mod:`slimlib.experiments`.
+__all__: list[str] = []
 
 #: Methods proposed by the paper (the rest are baselines or references).
 PROPOSED = ("greedy", "decomposition", "accelerated", "slimcaching")

@@ -10,7 +10,8 @@ from .acceleration import fig11_data
 from .figures import fig1_data, fig6_data, fig7_data, fig8_data, fig9_data, fig10_data
 from .problems import SWITCH_MODELS
 
-__all__ = ["FIGURES", "SCALES"]
+#: Public names are re-exported (and documented) by :mod:`slimlib.experiments`.
+__all__: list[str] = []
 
 #: Figure name -> (data function, name of the draw function in slimlib.plotting.experiments).
 FIGURES = {

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..sweep import write_atomic
 
-__all__ = ["ResultTable", "RUNTIME_COLUMNS", "write_rows"]
+#: Public names are re-exported (and documented) by :mod:`slimlib.experiments`.
+__all__: list[str] = []
 
 #: Columns that hold wall-clock measurements: the only ones that may differ between two runs of a
 #: sweep with the same parameters and seeds (whatever the number of workers or their order).

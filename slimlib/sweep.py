@@ -249,6 +249,8 @@ class Runner:
 
     def _compute(self, todo: list[tuple[int, Task]]):
         """Yield ``(index, result, seconds)`` for every pending task, in completion order."""
+        if not todo:
+            return
         if self.scheduler is not None:
             from distributed import as_completed
             client = self.connect()

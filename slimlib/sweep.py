@@ -87,7 +87,8 @@ class SweepStats:
 
     def summary(self, workers: str = "") -> str:
         """One line: points, cache hits, wall time and speed-up."""
-        head = f"{self.points} points ({self.computed} computed, {self.cached} from the cache)"
+        head = (f"{self.points} point{'s' if self.points != 1 else ''} ({self.computed} computed, "
+                f"{self.cached} from the cache)")
         if not self.computed:
             return f"{head}, {self.wall_s:.1f} s wall time"
         w = f" with {workers}" if workers else ""

@@ -33,8 +33,7 @@ from .readings import table1, table1_markdown
 from .registry import FIGURES, SCALES
 from .table import write_rows
 
-#: Public names are re-exported (and documented) by :mod:`slimlib.experiments`.
-__all__: list[str] = []
+__all__ = ["FIXED_FIGURES", "FIG2_STATS", "FIG2_LAYER", "figure_names", "add_parser", "run"]
 
 
 def _draw(name: str):

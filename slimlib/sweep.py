@@ -73,6 +73,7 @@ class SweepStats:
     points: int = 0          #: points of all sweeps
     cached: int = 0          #: points read back from the cache
     busy_s: float = 0.0      #: sum of the run times of the points computed (each measured where it ran)
+    cpu_s: float = 0.0       #: sum of the CPU times of the points computed (process time where each ran)
     wall_s: float = 0.0      #: wall-clock time of the sweeps
 
     @property
@@ -82,7 +83,13 @@ class SweepStats:
 
     @property
     def speedup(self) -> float:
-        """Speed-up over a serial run of the computed points: ``busy_s / wall_s`` (NaN if nothing ran)."""
+        """Speed-up over a serial run of the computed points: ``busy_s / wall_s`` (NaN if nothing ran).
+
+        Each point's run time is measured where it ran, so on a machine whose
+        cores are busy with other work the points run slower in parallel than
+        alone and this ratio overstates the gain (compare with a serial run,
+        as ``benchmarks/bench_sweep.py`` does).
+        """
         return self.busy_s / self.wall_s if self.wall_s > 0 and self.computed else float("nan")
 
     def summary(self, workers: str = "") -> str:
@@ -93,7 +100,7 @@ class SweepStats:
             return f"{head}, {self.wall_s:.1f} s wall time"
         w = f" with {workers}" if workers else ""
         return (f"{head}, {self.wall_s:.1f} s wall time{w}; {self.busy_s:.1f} s of point run time, "
-                f"speed-up {self.speedup:.2f}x over serial")
+                f"speed-up {self.speedup:.2f}x over serial (point run times / wall time)")
 
 
 def default_jobs() -> int:
@@ -142,10 +149,10 @@ def _normalise(result):
 
 
 def _execute(index: int, task: Task):
-    """Run one task where it is scheduled: ``(index, result, seconds)``."""
-    t0 = time.perf_counter()
+    """Run one task where it is scheduled: ``(index, result, wall seconds, CPU seconds)``."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = task.fn(task.params)
-    return index, _normalise(out), time.perf_counter() - t0
+    return index, _normalise(out), time.perf_counter() - t0, time.process_time() - c0
 
 
 def write_atomic(path, text: str) -> None:
@@ -249,7 +256,7 @@ class Runner:
         self.close()
 
     def _compute(self, todo: list[tuple[int, Task]]):
-        """Yield ``(index, result, seconds)`` for every pending task, in completion order."""
+        """Yield ``(index, result, wall seconds, CPU seconds)`` for every pending task, in completion order."""
         if not todo:
             return
         if self.scheduler is not None:
@@ -296,11 +303,12 @@ class Runner:
         if progress is None:
             progress = (os.environ.get("SLIMLIB_STATIC", "") != "1"
                         and os.environ.get("SLIMLIB_PROGRESS", "1") != "0")
-        busy = 0.0
+        busy = cpu = 0.0
         with tqdm(total=len(tasks), initial=ncached, desc=desc, disable=not progress, leave=False) as bar:
-            for i, out, dt in self._compute(todo):
+            for i, out, dt, dc in self._compute(todo):
                 results[i] = out
                 busy += dt
+                cpu += dc
                 if keys[i] is not None:
                     self._write(keys[i], tasks[i], out, dt)
                 bar.update(1)
@@ -308,6 +316,7 @@ class Runner:
         s.points += len(tasks)
         s.cached += ncached
         s.busy_s += busy
+        s.cpu_s += cpu
         s.wall_s += time.perf_counter() - t0
         return results
 

@@ -1,6 +1,6 @@
 """Speed-up of a parallel sweep over a serial one (issue 16; chapter *Using slimlib*, "Sweeps at the paper's scale").
 
-    python benchmarks/bench_sweep.py [--jobs 2] [--seeds 4] [--out FILE.csv]
+    python benchmarks/bench_sweep.py [--jobs 2] [--seeds 6] [--out FILE.csv]
 
 A fixed sweep shaped like the paper's slow part — Figure 6's data function
 (:func:`slimlib.experiments.fig6_data`) on Switch-base-16 at 0.25, 0.5 and
@@ -8,7 +8,7 @@ A fixed sweep shaped like the paper's slow part — Figure 6's data function
 *including the MILP* (``exact="all"``; at this size HiGHS proves optimality
 in about 1–3 s of CPU, and the limit is 600 s so that it does so even on a
 heavily shared machine, where a 60 s limit was once hit: the tables then do
-not depend on the machine's speed), ``--seeds`` seeds: 12 points of a few seconds
+not depend on the machine's speed), ``--seeds`` seeds: 18 points of a few seconds
 of CPU each, so the work per point dominates the start of a worker process
 (about 1–2 s: Python, numpy, scipy and the solvers are imported once per
 worker) — runs twice in one process:
@@ -71,7 +71,7 @@ def startup_cpu_s() -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--jobs", type=int, default=2, help="worker processes of the parallel run (default 2)")
-    ap.add_argument("--seeds", type=int, default=4, help="seeds per point (default 4: 12 points)")
+    ap.add_argument("--seeds", type=int, default=6, help="seeds per point (default 6: 18 points)")
     ap.add_argument("--out", default=None, help="append the result as a CSV row to this file")
     args = ap.parse_args(argv)
     if args.jobs < 2 or args.seeds < 1:

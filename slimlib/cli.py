@@ -214,23 +214,18 @@ def _parse_option(text: str):
 
 # -- figures, models, methods -----------------------------------------------------------------
 class Figures:
-    """``figures``: regenerate the book's figures as PNG, SVG and CSV."""
+    """``figures``: regenerate the book's figures (parser and runner in :mod:`slimlib.experiments.cli`)."""
 
     @staticmethod
     def add_parser(sub):
-        f = sub.add_parser("figures", help="regenerate the book's figures as PNG, SVG and CSV")
-        f.add_argument("--out", required=True, help="output folder")
-        f.add_argument("--only", default=None, help="comma-separated figure names, e.g. fig6,fig7")
-        f.add_argument("--seeds", type=int, default=None, help="number of seeds per point")
-        f.add_argument("--scale", choices=["book", "paper"], default="book",
-                       help="book: the sizes built in the book; paper: full-size sweeps (slow)")
-        return f
+        from .experiments.cli import add_parser
+        return add_parser(sub)
 
     @staticmethod
     def run(args) -> int:
         check_output_dir("--out", args.out)
-        from .experiments import main_figures
-        return main_figures(args)
+        from .experiments.cli import run
+        return run(args)
 
 
 def _run_models(args) -> int:

@@ -205,6 +205,36 @@ def test_fig6(fig6):
         P.redraw(fig6, view="sideways")
 
 
+def test_exact_modes_and_milp_status():
+    """exact="small" skips the MILP above exact_max_size, "all" runs it anyway, "none" drops it; every row of a
+    point says what the MILP did there, and the other methods' rows do not change."""
+    kw = dict(models=("switch-base-8",), storage_gb=(0.3,), exact_time_limit_s=10, **TINY)
+    small = E.fig6_data(exact_max_size=1, **kw)
+    assert small.where(method="exact").column("status") == ["skipped (too large)"] * 2
+    assert set(small.column("milp_status")) == {"skipped (too large)"}
+    full = E.fig6_data(exact="all", exact_max_size=1, **kw)
+    assert full.where(method="exact").column("status") == ["optimal"] * 2
+    assert set(full.column("milp_status")) == {"optimal"} and full.meta["exact"] == "all"
+    none = E.fig6_data(exact="none", **kw)
+    assert "exact" not in none.unique("method") and set(none.column("milp_status")) == {"not run"}
+    others = lambda t: [(r["method"], r["seed"], r["latency_s"]) for r in t if r["method"] != "exact"]  # noqa: E731
+    assert others(small) == others(full) == others(none)
+    with pytest.raises(ValueError, match="exact"):
+        E.fig6_data(exact="some", **kw)
+
+
+def test_runner_gives_the_serial_table(tmp_path):
+    """A Runner with a cache returns the serial table, and a second run reads every point back."""
+    from slimlib.sweep import Runner
+    kw = dict(models=("switch-base-8",), storage_gb=(0.1, 0.3), methods=("greedy", "random", "none"), **TINY)
+    a = E.fig6_data(**kw)
+    r = Runner(jobs=1, cache_dir=tmp_path, progress=False)
+    b = E.fig6_data(runner=r, **kw)
+    c = E.fig6_data(runner=r, **kw)
+    assert a.equals(b) and b.to_csv() == c.to_csv()
+    assert (r.stats.points, r.stats.cached) == (8, 4) and len(list(tmp_path.glob("*.json"))) == 4
+
+
 def test_fig7():
     t = E.fig7_data(models=("moe-llava-qwen-1.8b-4e",), storage_gb=(0.1, 0.3), exact_time_limit_s=10,
                     exact_panels=None, **TINY)

@@ -14,22 +14,14 @@ from typing import Sequence
 
 import numpy as np
 
+from ..experiments.readings import panel_label
 from . import METHOD_STYLE, method_style, new_figure, source_note
 
 __all__ = ["draw_sweep", "draw_fig1", "draw_fig6", "draw_fig7", "draw_fig8", "draw_fig9", "draw_fig10",
            "draw_fig11", "draw_point", "figure_note", "redraw", "draw_explorer"]
 
 _PRECISION = {4: "fp32", 2: "fp16", 1: "int8"}
-_PANEL_TITLE = {
-    "switch-base-8": "Switch-base-8", "switch-base-16": "Switch-base-16", "switch-base-32": "Switch-base-32",
-    "switch-base-64": "Switch-base-64", "switch-base-128": "Switch-base-128", "switch-base-256": "Switch-base-256",
-    "moe-llava-phi2-2.7b-4e": "MoE-LLaVA-Phi2-2.7B-4e", "moe-llava-qwen-1.8b-4e": "MoE-LLaVA-Qwen-1.8B-4e",
-    "moe-llava-stablelm-1.6b-4e": "MoE-LLaVA-StableLM-1.6B-4e",
-}
-
-
-def _label(panel) -> str:
-    return _PANEL_TITLE.get(panel, str(panel))
+_label = panel_label     # panel titles live with the data (slimlib.experiments.readings)
 
 
 def figure_note(table) -> str:

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import slimlib  # noqa: E402
-from slimlib import experiments as E  # noqa: E402
+from slimlib.experiments import cli as E  # noqa: E402
 from slimlib import theory as T  # noqa: E402
 from slimlib.cli import main  # noqa: E402
 from slimlib.plotting import moe, schematics  # noqa: E402

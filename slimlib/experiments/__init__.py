@@ -99,18 +99,3 @@ __all__ = [
     "FIG6_METHODS", "FIG7_METHODS", "FIG10_METHODS", "SWEEP_METHODS", "PROPOSED", "BASELINES", "SHORT_NAMES",
     "PANEL_TITLES",
 ]
-
-# Names of the command line (documented in slimlib.experiments.cli), still importable from here; the
-# module is imported on first use, so the data side above never loads plotting code.
-_CLI_NAMES = ("FIXED_FIGURES", "FIG2_STATS", "FIG2_LAYER", "figure_names", "main_figures", "add_figures_parser")
-
-
-def __getattr__(name):
-    if name in _CLI_NAMES:
-        from . import cli
-        return getattr(cli, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_CLI_NAMES))

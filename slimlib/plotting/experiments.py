@@ -1,4 +1,4 @@
-"""Draw functions of chapter *Experiments*: Figures 1 and 6–11 of the paper.
+"""Draw functions of chapter *Experiments* (:numref:`fig-exp-comm` to :numref:`fig-exp-eps`).
 
 Each ``draw_figN(table)`` takes the :class:`~slimlib.experiments.ResultTable`
 of ``slimlib.experiments.figN_data`` and returns a matplotlib Figure in the
@@ -210,7 +210,7 @@ def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = N
 
 
 def draw_fig1(table, *, methods: Sequence[str] = ("slimcaching", "u-shaped", "none"), **kw):
-    """Figure 1: communication latency (ms per token) vs device storage, one panel per Switch-base model."""
+    """:numref:`fig-exp-comm`: communication latency (ms per token) vs device storage, one panel per Switch-base model."""
     kw.setdefault("ncols", 3)
     return draw_sweep(table, y="comm_latency_s", methods=methods, ylabel="communication latency (ms/token)",
                       legend_ncol=3, **kw)
@@ -253,24 +253,24 @@ def draw_storage(table, reference: str, *, relative_row: bool = True, weak: Sequ
 
 
 def draw_fig6(table, **kw):
-    """Figure 6: average latency (ms per token) vs edge storage per server, K = 1; second row relative to greedy."""
+    """:numref:`fig-exp-k1`: average latency (ms per token) vs edge storage per server, K = 1; second row relative to greedy."""
     return draw_storage(table, "greedy", **kw)
 
 
 def draw_fig7(table, **kw):
-    """Figure 7: average latency (ms per token) vs edge storage per server, K = 2; second row relative to the
+    """:numref:`fig-exp-k2`: average latency (ms per token) vs edge storage per server, K = 2; second row relative to the
     decomposition."""
     kw.setdefault("weak", _WEAK + ("greedy",))
     return draw_storage(table, "decomposition", **kw)
 
 
 def draw_fig8(table, **kw):
-    """Figure 8: average latency (ms per token) vs number of edge servers, one panel per model."""
+    """:numref:`fig-exp-servers`: average latency (ms per token) vs number of edge servers, one panel per model."""
     return draw_sweep(table, y="latency_s", ylabel="average latency (ms/token)", **kw)
 
 
 def draw_fig9(table, **kw):
-    """Figure 9: average latency vs bandwidth per link (left) and vs mean user–server distance (right)."""
+    """:numref:`fig-exp-radio`: average latency vs bandwidth per link (left) and vs mean user–server distance (right)."""
     kw.setdefault("title", _label(table.unique("model")[0]) if len(table) else None)
     fig = draw_sweep(table, y="latency_s", ylabel="average latency (ms/token)", **kw)
     for ax in fig.axes:
@@ -283,7 +283,7 @@ def draw_fig9(table, **kw):
 
 
 def draw_fig10(table, **kw):
-    """Figure 10: solver run time (s, log scale) vs problem size — E, N and M."""
+    """:numref:`fig-exp-runtime`: solver run time (s, log scale) vs problem size — E, N and M."""
     lim = table.meta.get("exact_time_limit_s")
     hl = [(lim, "MILP time limit (HiGHS)")] if lim and "exact" in table.unique("method") else []
     fig = draw_sweep(table, y="runtime_s", scale=1.0, ylabel="run time (s)", logy=True, band=False,
@@ -299,11 +299,11 @@ def draw_fig10(table, **kw):
 
 
 def draw_fig11(table, *, scale: float = 1.0):
-    """Figure 11: accelerated decomposition vs eps — fraction of the exact DP's value (left), run time (right).
+    """:numref:`fig-exp-eps`: accelerated decomposition against ε — fraction of the exact DP's value (left), run time (right).
 
     Left: sum of the stage values of the accelerated combination over the
     exact DP's (solid), the end-to-end latency reduction relative to the DP's
-    (dashed), and the guarantee ``1 - eps`` (dotted).  Right: time of the
+    (dashed), and the guarantee 1 − ε (dotted).  Right: time of the
     combination step summed over the stages, accelerated (solid) and exact DP
     (dashed horizontal line, storage in ``table.meta["dp_unit_bytes"]`` units).
     """
@@ -332,11 +332,11 @@ def draw_fig11(table, *, scale: float = 1.0):
                             label=f"exact DP, {_label(pan)}")
     e = sorted(v for v in acc.unique("value") if _finite(v))
     if e:
-        axes[0].plot(e, [1 - x for x in e], color="#666666", linestyle=":", label="guarantee 1 − eps")
+        axes[0].plot(e, [1 - x for x in e], color="#666666", linestyle=":", label="guarantee 1 − ε")
         axes[0].plot([], [], color="#666666", linestyle="--", linewidth=1.0, label="end to end (latency reduction)")
     for ax in axes:
         ax.set_xscale("log")
-        ax.set_xlabel("eps")
+        ax.set_xlabel("ε")
     axes[0].set_ylabel("fraction of the exact DP's value")
     unit = table.meta.get("dp_unit_bytes")
     axes[1].set_ylabel("combination time per solve (s)")

@@ -286,7 +286,7 @@ def _live(draw: Callable, grid: dict, fixed: dict, title: str | None, valid: Cal
     return W.VBox(kids)
 
 
-def explore(draw: Callable, grid: Mapping[str, Sequence], *, mode: str = "auto", dpi: int = 80,
+def explore(draw: Callable, grid: Mapping[str, Sequence], *, mode: str = "auto", dpi: int = 96,
             title: str | None = None, valid: Callable | None = None, start: Mapping | None = None,
             **fixed):
     """Interactive figure over a parameter grid — the book's one widget helper.
@@ -307,8 +307,9 @@ def explore(draw: Callable, grid: Mapping[str, Sequence], *, mode: str = "auto",
     mode : {"auto", "static", "live"}
         See the module docstring.
     dpi : int
-        Resolution of the static frames (80 dpi: a 6.4 in wide figure is
-        512 px, shown at its natural size in the book's column).
+        Resolution of the static frames (96 dpi: a figure of the column's
+        width, 7 in, is 672 px, shown at its natural size, so 8 pt text is
+        10.7 px on the page).
     title : str, optional
         Heading shown above the controls.
     valid : callable, optional

@@ -14,7 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-from . import METHOD_STYLE, method_style, new_figure, source_note
+from . import METHOD_STYLE, STYLE, method_style, new_figure, source_note
+
+STYLE_LABEL = STYLE["axes.labelsize"]
 
 __all__ = ["draw_sweep", "draw_fig1", "draw_fig6", "draw_fig7", "draw_fig8", "draw_fig9", "draw_fig10",
            "draw_fig11", "draw_point", "figure_note", "redraw", "draw_explorer"]
@@ -114,14 +116,15 @@ def _legend(fig, axes, ncol: int = 4, spare=None):
     elif len(axes) == 1:
         fig.legend(handles, labels, loc="outside right upper", frameon=False)
     else:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(ncol, len(labels)), frameon=False)
+        # at most 3 columns: a wider legend would make the saved figure wider than the text column
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(ncol, 3, len(labels)), frameon=False)
 
 
 def _note(fig, table):
     """Source note in the bottom strip, kept clear of the panels and the legend."""
     eng = fig.get_layout_engine()
     if eng is not None and hasattr(eng, "set"):
-        eng.set(rect=(0, 0.03, 1, 0.97))
+        eng.set(rect=(0, 0.045, 1, 0.955))
     source_note(fig, figure_note(table))
 
 
@@ -185,13 +188,14 @@ def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = N
     n = max(1, len(panels))
     ncols = ncols or min(n, 3)
     nrows = math.ceil(n / ncols)
-    figsize = figsize or ((6.6, 3.4) if n == 1 else (3.4 * ncols + 0.4, 2.9 * nrows + 0.9))
+    # drawn at the column width (slimlib.plotting.COLUMN_WIDTH_IN), rows tall enough for their labels
+    figsize = figsize or ((7.0, 3.6) if n == 1 else (7.0, 2.5 * nrows + 1.3))
     fig, axes = new_figure(nrows, ncols, figsize=figsize, squeeze=False, layout="constrained", sharey=sharey)
     flat = list(axes.flat)
     xlabel = xlabel if xlabel is not None else table.meta.get("xlabel", "")
     for ax, pan in zip(flat, panels):
         _draw_axes(ax, table, pan, methods, y, scale, band, exact_as_points, hlines)
-        ax.set_title(_label(pan))
+        ax.set_title(_label(pan), fontsize=9)
         ax.set_xlabel(xlabel.get(pan, "") if isinstance(xlabel, dict) else xlabel)
         if logx:
             ax.set_xscale("log")
@@ -199,8 +203,10 @@ def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = N
             ax.set_yscale("log")
     for ax in flat[len(panels):]:
         ax.set_visible(False)
-    for r in range(nrows):
-        axes[r, 0].set_ylabel(ylabel or table.meta.get("ylabel", y))
+    if nrows == 1:
+        axes[0, 0].set_ylabel(ylabel or table.meta.get("ylabel", y))
+    else:                                           # one label for all rows: no overlap
+        fig.supylabel(ylabel or table.meta.get("ylabel", y), fontsize=STYLE_LABEL)
     if title:
         fig.suptitle(title)
     _legend(fig, flat[:len(panels)], min(legend_ncol, max(2, ncols + (ncols > 2))),
@@ -235,14 +241,14 @@ def draw_storage(table, reference: str, *, relative_row: bool = True, weak: Sequ
     panels = list(kw.pop("panels", None) or table.unique("panel"))
     methods = [m for m in (kw.pop("methods", None) or table.unique("method")) if m in table.unique("method")]
     n = len(panels)
-    fig, axes = new_figure(2, n, figsize=kw.pop("figsize", None) or (max(6.6, 3.4 * n + 0.4), 6.2), squeeze=False,
+    fig, axes = new_figure(2, n, figsize=kw.pop("figsize", None) or (7.0, 6.6), squeeze=False,
                            layout="constrained", sharex="col")
     rel = _relative(table, "latency_s", reference)
     xlabel = table.meta.get("xlabel", "")
     for j, pan in enumerate(panels):
         _draw_axes(axes[0, j], table, pan, methods, "latency_s", 1e3, True, True)
         _draw_axes(axes[1, j], rel, pan, [m for m in methods if m not in weak], "latency_s", 100.0, True, True)
-        axes[0, j].set_title(_label(pan))
+        axes[0, j].set_title(_label(pan), fontsize=9)
         axes[1, j].set_xlabel(xlabel)
     axes[0, 0].set_ylabel("average latency (ms/token)")
     from ..experiments import short_name
@@ -308,7 +314,7 @@ def draw_fig11(table, *, scale: float = 1.0):
     (dashed horizontal line, storage in ``table.meta["dp_unit_bytes"]`` units).
     """
     panels = table.unique("panel")
-    fig, axes = new_figure(1, 2, figsize=(8.4, 3.8), layout="constrained")
+    fig, axes = new_figure(1, 2, figsize=(7.0, 4.4), layout="constrained")
     colors = ["#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00"]
     acc = table.where(method="accelerated")
     dp = table.where(method="decomposition")
@@ -343,8 +349,7 @@ def draw_fig11(table, *, scale: float = 1.0):
     axes[1].set_yscale("log")
     axes[0].set_title("value (stage sum)")
     axes[1].set_title("run time" + (f" (DP unit {unit / 1024:g} KiB)" if unit else ""))
-    axes[0].legend(loc="lower left", frameon=False, fontsize=7)
-    axes[1].legend(loc="center right", frameon=False, fontsize=7)
+    _legend(fig, list(axes), 2)                     # below the panels, off the data
     _note(fig, table)
     return fig
 

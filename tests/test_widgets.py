@@ -155,3 +155,17 @@ def test_a_grid_with_no_valid_combination_is_refused():
     draw, _ = _draw_counter()
     with pytest.raises(ValueError, match="no valid combination"):
         explore(draw, {"a": [1, 2]}, valid=lambda a: False, mode="static")
+
+
+def test_activation_panel_grid_offers_every_layer_and_only_existing_statistics():
+    from slimlib.plotting import moe as moe_plots
+    spec = moe_plots.activation_panel_grid(["moe-llava-phi2-2.7b-4e", "switch-base-8"],
+                                           ["synthetic", "measured-tiny"])
+    grid, valid = spec["grid"], spec["valid"]
+    assert grid["layer"] == list(range(16))                    # Phi2 has 16 MoE layers
+    assert valid("moe-llava-phi2-2.7b-4e", "synthetic", 15)
+    assert not valid("switch-base-8", "synthetic", 12)         # 12 layers: 0..11
+    assert valid("switch-base-8", "synthetic", 11)
+    assert not valid("moe-llava-phi2-2.7b-4e", "measured-tiny", 0)   # no such statistics
+    with pytest.raises(ValueError, match="models"):
+        moe_plots.activation_panel_grid(["moe-llava-phi2-2.7b-4e"], ["measured-tiny"])

@@ -25,6 +25,7 @@ from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch, Rectang
 from . import STYLE, new_figure, source_note
 
 __all__ = ["draw_moe_layer", "draw_expert_heatmap", "expert_heatmap_data", "draw_activation_panel",
+           "activation_panel_grid",
            "draw_skew_comparison", "source_label"]
 
 _PAL = STYLE["axes.prop_cycle"].by_key()["color"]
@@ -329,6 +330,46 @@ def draw_activation_panel(model: str, source: str, layer: int, *, stats: dict | 
     l = min(int(layer), s.num_layers - 1)
     note = "" if l == int(layer) else f" (layer {layer} clipped to {l})"
     return draw_expert_heatmap(s, l, title=f"{model}: {s.provenance.get('source', source)} statistics{note}")
+
+
+def activation_panel_grid(models, sources=("synthetic", "measured-tiny"), *, stats: dict | None = None) -> dict:
+    """Grid and validity test of the widget over :func:`draw_activation_panel`.
+
+    Returns ``{"grid": ..., "valid": ...}`` to pass to
+    :func:`slimlib.widgets.explore` (``explore(draw_activation_panel,
+    **activation_panel_grid(models), stats=...)``): models and sources become
+    dropdowns, the layer slider covers every layer of the deepest model, and
+    only (model, source, layer) combinations that exist are offered (a source
+    the model has no statistics for, or a layer past the model's last, gets
+    no frame).
+
+    Parameters
+    ----------
+    models : sequence of str
+        Model card names.
+    sources : sequence of str
+        Statistics sources (see :func:`draw_activation_panel`).
+    stats : dict, optional
+        ``{(model, source): ActivationStats}`` that exist besides the files.
+    """
+    from ..activations import load_activation_stats
+    layers = {}
+    for m in models:
+        for src in sources:
+            s = (stats or {}).get((m, src))
+            if s is None:
+                try:
+                    s = load_activation_stats(m, src)
+                except ValueError:
+                    continue
+            layers[(m, src)] = s.num_layers
+    if not layers:
+        raise ValueError(f"models: no statistics for any of {list(models)} from {list(sources)}")
+    grid = {"model": list(models), "source": list(sources), "layer": list(range(max(layers.values())))}
+
+    def valid(model, source, layer):
+        return layer < layers.get((model, source), 0)
+    return {"grid": grid, "valid": valid}
 
 
 def draw_skew_comparison(named_stats: dict, *, confidence: dict | None = None):

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import METHOD_STYLE, STYLE, method_style, new_figure, source_note
+from . import METHOD_STYLE, MIN_FONT_PT, STYLE, method_style, new_figure, source_note
 
 STYLE_LABEL = STYLE["axes.labelsize"]
 
@@ -121,7 +121,13 @@ def _legend(fig, axes, ncol: int = 4, spare=None):
 
 
 def _note(fig, table):
-    """Source note in the bottom strip, kept clear of the panels and the legend."""
+    """Source note: the title of the figure's legend when it has one (so the two never overlap),
+    else a line in the bottom strip, kept clear of the panels."""
+    if fig.legends:
+        leg = fig.legends[-1]
+        leg.set_title(figure_note(table), prop={"size": MIN_FONT_PT})
+        leg.get_title().set_color("#555555")
+        return
     eng = fig.get_layout_engine()
     if eng is not None and hasattr(eng, "set"):
         eng.set(rect=(0, 0.045, 1, 0.955))

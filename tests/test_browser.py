@@ -19,7 +19,7 @@ would see:
 * every saved ipywidgets view is rendered by the site's own widget manager;
 * every internal link resolves (the file exists, and so does its ``#anchor``).
 
-Screenshots of each page at 1280 px and 390 px go to ``_build/screens/`` (or
+Screenshots (JPEG) of each page at 1280 px and 390 px go to ``_build/screens/`` (or
 ``$SLIMLIB_SCREENS``).  ``$SLIMLIB_SITE`` points the test at another build,
 e.g. the folder ``make page`` prints.
 One more test loads the vendored require.js + widgets HTML manager on a small
@@ -302,7 +302,7 @@ def check_links(links: list[str], base_url: str) -> list[str]:
 
 
 def screenshot_path(rel: str, width: str = "desktop") -> Path:
-    return SCREENS / f"{rel[:-5].replace('/', '__')}__{WIDTHS[width][0]}.png"
+    return SCREENS / f"{rel[:-5].replace('/', '__')}__{WIDTHS[width][0]}.jpg"
 
 
 # ----------------------------------------------------------------------------- tests
@@ -324,11 +324,11 @@ def test_page(rel, base_url, browser):
         problems += check_links(page.evaluate(LINKS), base_url)
         problems += [f"display math cut off at 1280 px: {t}" for t in page.evaluate(WIDE_MATH)]
         SCREENS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(screenshot_path(rel)), full_page=True)
+        page.screenshot(path=str(screenshot_path(rel)), full_page=True, type="jpeg", quality=70)
         page.set_viewport_size(dict(zip(("width", "height"), WIDTHS["phone"])))
         page.wait_for_timeout(300)
         problems += [f"scrolls sideways at 390 px: {t}" for t in page.evaluate(PAGE_OVERFLOW)]
-        page.screenshot(path=str(screenshot_path(rel, "phone")), full_page=True)
+        page.screenshot(path=str(screenshot_path(rel, "phone")), full_page=True, type="jpeg", quality=70)
         problems += [p for p in visit.problems if p not in problems]   # anything raised by the checks
     finally:
         visit.close()

@@ -100,7 +100,10 @@ def _relative(table, y: str, reference: str):
 
 
 def _legend(fig, axes, ncol: int = 4, spare=None):
-    """One legend for the figure: in a spare (hidden) axes if there is one, else below the panels."""
+    """One legend for the figure: in a spare (hidden) axes if there is one, else below the panels.
+
+    Below, not beside: a legend to the right would leave a single panel half the column wide.
+    """
     handles, labels = [], []
     for ax in axes:
         for h, l in zip(*ax.get_legend_handles_labels()):
@@ -113,11 +116,10 @@ def _legend(fig, axes, ncol: int = 4, spare=None):
         spare.set_visible(True)
         spare.axis("off")
         spare.legend(handles, labels, loc="center", frameon=False)
-    elif len(axes) == 1:
-        fig.legend(handles, labels, loc="outside right upper", frameon=False)
     else:
         # at most 3 columns: a wider legend would make the saved figure wider than the text column
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(ncol, 3, len(labels)), frameon=False)
+        ncol = 2 if len(axes) == 1 else min(ncol, 3)
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(ncol, len(labels)), frameon=False)
 
 
 def _note(fig, table):

@@ -91,6 +91,7 @@ def test_results_table_is_in_ms_with_no_nan():
     md = V.results_markdown(t)
     assert "nan" not in md.lower()
     lines = md.splitlines()
-    assert lines[0] == ("| model / panel | edge storage per server (GB) | greedy (ms) | the MILP (ms) |")
+    assert lines[0] == ("| model / panel | edge storage per server (GB) | Greedy (Alg. 1) (ms) "
+                        "| Optimum (MILP) (ms) |")
     assert lines[2] == "| Switch-base-8 | 0.5 | 11.00 | 9.00 |"
     assert lines[3] == "| Switch-base-8 | 1.5 | 11.00 | – |"

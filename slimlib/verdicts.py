@@ -1,6 +1,6 @@
 """Sentences that state a verdict, chosen by a condition on the numbers.
 
-The chapter *Experiments* ({ref}`ch-experiments`) reads its figures in prose.
+The chapter *Experiments* (:ref:`ch-experiments`) reads its figures in prose.
 Whenever a sentence says "certifies", "at or below" or "stays above its
 guarantee", the words come from a function here that looks at the computed
 numbers first, so the text cannot contradict the figure beside it; the tests

@@ -19,7 +19,7 @@ $(STAMP): requirements/book.lock pyproject.toml setup.py
 venv: $(STAMP)
 
 # Browser assets of the site (MathJax 3, require.js, widgets HTML manager): pinned in
-# package-lock.json, copied into _build/html/_vendor by slimlib.sphinxext. No CDN at read time.
+# package-lock.json, copied into _build/html/_vendor by _ext/slimbook.py. No CDN at read time.
 NODE_STAMP := node_modules/.installed
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
@@ -56,7 +56,7 @@ clean:
 # (warnings about references into chapters not built are expected here; `make book` is the gate).
 PAGES ?= chapters/system_model
 page: $(STAMP) $(NODE_STAMP)
-	@d=$$(mktemp -d /tmp/slimbook.XXXXXX); cp _config.yml references.bib $$d/; ln -s $(CURDIR)/chapters $$d/chapters; \
+	@d=$$(mktemp -d /tmp/slimbook.XXXXXX); cp _config.yml references.bib $$d/; ln -s $(CURDIR)/chapters $$d/chapters; ln -s $(CURDIR)/_ext $$d/_ext; \
 	{ echo "format: jb-book"; echo "root: chapters/intro"; echo "chapters:"; \
 	  for p in $(PAGES); do echo "  - file: $$p"; done; echo "  - file: chapters/references"; } > $$d/_toc.yml; \
 	SLIMLIB_STATIC=1 $(VENV)/bin/jupyter-book build $$d --keep-going 2>&1 | grep -vE "IPKernelApp|^\s*$$" | tail -40; \

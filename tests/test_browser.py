@@ -10,12 +10,18 @@ would see:
 * every ``<img>`` loaded (``naturalWidth > 0``);
 * math typeset by the site's own MathJax: no raw ``$...$``, ``\\(...\\)`` or
   ``\\[...\\]`` left in the text, every ``.math`` element rendered;
-* every static slider of :func:`slimlib.widgets.explore` changes the shown
-  frame when moved with the keyboard, as a reader would;
+* every static slider and dropdown of :func:`slimlib.widgets.explore` changes
+  the shown frame when moved with the keyboard, as a reader would, and the
+  frame is an image *file* that loads then (no ``data:`` frames in the page);
+* at 1280 px no display equation is wider than its box (nothing cut off);
+* at 390 px (a phone) the page does not scroll sideways;
+* every chapter's HTML is at most 1 MB;
 * every saved ipywidgets view is rendered by the site's own widget manager;
 * every internal link resolves (the file exists, and so does its ``#anchor``).
 
-A screenshot of each page goes to ``_build/screens/`` (or ``$SLIMLIB_SCREENS``).
+Screenshots (JPEG) of each page at 1280 px and 390 px go to ``_build/screens/`` (or
+``$SLIMLIB_SCREENS``).  ``$SLIMLIB_SITE`` points the test at another build,
+e.g. the folder ``make page`` prints.
 One more test loads the vendored require.js + widgets HTML manager on a small
 page with a saved slider, so that machinery is checked even when no chapter
 saves a live widget.
@@ -44,6 +50,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SKIP_DIRS = {"_static", "_vendor", "_sources", "_images", "_downloads"}
 SESSION_START = time.time()
+MAX_PAGE_BYTES = 1_000_000           # a chapter's HTML (frames and figures are separate files)
+WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 
 
 def site_pages() -> list[str]:
@@ -181,6 +189,28 @@ UNRENDERED_WIDGETS = """() => Array.from(
 
 LINKS = """() => Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"""
 
+# display math cut off: wider than the box it sits in (MathJax CHTML output and Sphinx's div.math)
+WIDE_MATH = """() => Array.from(document.querySelectorAll('div.math, mjx-container[display="true"]'))
+  .filter(el => el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1)
+  .map(el => (el.closest('[id]') ? '#' + el.closest('[id]').id + ': ' : '') +
+       el.scrollWidth + ' px in ' + el.clientWidth + ' px: ' + (el.textContent || '').trim().slice(0, 60))"""
+
+# the page scrolls sideways: something is wider than the window; name the widest culprits
+PAGE_OVERFLOW = """() => {
+  const w = document.documentElement.clientWidth;
+  if (document.documentElement.scrollWidth <= w + 1) return [];
+  const out = [];
+  document.querySelectorAll('body *').forEach(el => {
+    const r = el.getBoundingClientRect();
+    if (r.right > w + 1 && r.width > 0 && !el.closest('.bd-sidebar-primary, .bd-sidebar-secondary'))
+      out.push([Math.round(r.right), el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined
+                ? '.' + String(el.className).split(' ')[0] : '') + ': ' + (el.textContent || '').trim().slice(0, 50)]);
+  });
+  out.sort((a, b) => b[0] - a[0]);
+  return ['page is ' + document.documentElement.scrollWidth + ' px wide in a ' + w + ' px window'].concat(
+    out.slice(0, 3).map(x => x[0] + ' px: ' + x[1]));
+}"""
+
 
 def check_sliders(page) -> tuple[int, list[str]]:
     """Move every slider of every static explorer with the keyboard; return (sliders, problems)."""
@@ -189,17 +219,42 @@ def check_sliders(page) -> tuple[int, list[str]]:
     for i in range(explorers.count()):
         ex = explorers.nth(i)
         ex.scroll_into_view_if_needed()
+        opened = ex.evaluate("""e => Array.from(e.querySelectorAll('[data-slimlib-control]'))
+                                  .map(c => c.value)""")
         img = ex.locator("img.slimlib-frame")
         frames = json.loads(ex.locator("script.slimlib-frames").text_content())
         sliders = ex.locator("input[type=range]")
-        if int(ex.get_attribute("data-slimlib-explorer")) > 1 and sliders.count() == 0:
-            problems.append(f"explorer {i}: several frames but no slider")
+        selects = ex.locator("select")
+        if int(ex.get_attribute("data-slimlib-explorer")) > 1 and sliders.count() + selects.count() == 0:
+            problems.append(f"explorer {i}: several frames but no control")
+        if any(u.startswith("data:") for u in frames["images"]) or img.get_attribute("src").startswith("data:"):
+            problems.append(f"explorer {i}: frames embedded in the page, not image files")
+        for j in range(selects.count()):
+            count += 1
+            sel = selects.nth(j)
+            values = sel.locator("option").evaluate_all("os => os.map(o => o.value)")
+            start_key, seen = img.get_attribute("data-key"), set()
+            for v in values:
+                sel.select_option(v)
+                key = img.get_attribute("data-key")
+                if sel.input_value() != v:
+                    problems.append(f"explorer {i} dropdown {j}: option {v} did not stay selected")
+                if key not in frames["frames"] or img.get_attribute("src") != frames["images"][frames["frames"][key]]:
+                    problems.append(f"explorer {i} dropdown {j}: option {v} shows no valid frame ({key})")
+                img.evaluate("i => i.decode().catch(() => null)")
+                if img.evaluate("i => !(i.complete && i.naturalWidth > 0)"):
+                    problems.append(f"explorer {i} dropdown {j}: frame {key} did not load")
+                seen.add(key)
+            if len(values) > 1 and len(seen) < 2:
+                problems.append(f"explorer {i} dropdown {j}: choosing its options never changed the picture")
+            sel.select_option(values[0])
         for j in range(sliders.count()):
             count += 1
             s = sliders.nth(j)
             steps = int(s.get_attribute("max"))
-            start_src, changed = img.get_attribute("src"), False
             s.focus()
+            page.keyboard.press("Home")            # from the first value (the explorer may open elsewhere)
+            start_src, changed = img.get_attribute("src"), False
             for step in range(1, steps + 1):
                 key_before = img.get_attribute("data-key")
                 page.keyboard.press("ArrowRight")
@@ -209,16 +264,18 @@ def check_sliders(page) -> tuple[int, list[str]]:
                     problems.append(f"explorer {i} slider {j}: ArrowRight to {step} gave value {value}, "
                                     f"frame {key_before} -> {key}")
                     break
-                if src != frames["images"][frames["frames"][key]]:
+                if key not in frames["frames"] or src != frames["images"][frames["frames"][key]]:
                     problems.append(f"explorer {i} slider {j}: shown image is not frame {key}")
+                img.evaluate("i => i.decode().catch(() => null)")
                 if img.evaluate("i => !(i.complete && i.naturalWidth > 0)"):
                     problems.append(f"explorer {i} slider {j}: frame {key} did not load")
                 changed |= src != start_src
             if steps and not changed:
                 problems.append(f"explorer {i} slider {j}: moving it never changed the picture")
-            page.keyboard.press("Home")            # back to the first value for the screenshot
-            if img.get_attribute("src") != start_src:
-                problems.append(f"explorer {i} slider {j}: Home did not restore the first frame")
+        # back to the frame the explorer opened on, for the screenshot
+        ex.evaluate("""(e, vals) => { const cs = e.querySelectorAll('[data-slimlib-control]');
+            cs.forEach((c, k) => { c.value = vals[k]; });
+            if (cs.length) cs[0].dispatchEvent(new Event('input')); }""", opened)
     return count, problems
 
 
@@ -244,8 +301,8 @@ def check_links(links: list[str], base_url: str) -> list[str]:
     return sorted(set(problems))
 
 
-def screenshot_path(rel: str) -> Path:
-    return SCREENS / (rel[:-5].replace("/", "__") + ".png")
+def screenshot_path(rel: str, width: str = "desktop") -> Path:
+    return SCREENS / f"{rel[:-5].replace('/', '__')}__{WIDTHS[width][0]}.jpg"
 
 
 # ----------------------------------------------------------------------------- tests
@@ -265,20 +322,28 @@ def test_page(rel, base_url, browser):
         _, slider_problems = check_sliders(page)
         problems += slider_problems
         problems += check_links(page.evaluate(LINKS), base_url)
+        problems += [f"display math cut off at 1280 px: {t}" for t in page.evaluate(WIDE_MATH)]
         SCREENS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(screenshot_path(rel)), full_page=True)
+        page.screenshot(path=str(screenshot_path(rel)), full_page=True, type="jpeg", quality=70)
+        page.set_viewport_size(dict(zip(("width", "height"), WIDTHS["phone"])))
+        page.wait_for_timeout(300)
+        problems += [f"scrolls sideways at 390 px: {t}" for t in page.evaluate(PAGE_OVERFLOW)]
+        page.screenshot(path=str(screenshot_path(rel, "phone")), full_page=True, type="jpeg", quality=70)
         problems += [p for p in visit.problems if p not in problems]   # anything raised by the checks
     finally:
         visit.close()
+    size = (SITE / rel).stat().st_size
+    if size > MAX_PAGE_BYTES:
+        problems.append(f"{size / 1e6:.2f} MB of HTML (limit {MAX_PAGE_BYTES / 1e6:g} MB)")
     assert not problems, f"{rel}:\n  " + "\n  ".join(problems)
-    assert screenshot_path(rel).stat().st_size > 0
+    assert screenshot_path(rel).stat().st_size > 0 and screenshot_path(rel, "phone").stat().st_size > 0
 
 
 def test_every_page_has_a_screenshot(base_url):
     """Runs after the page tests: each page got a fresh screenshot in this session."""
     pages = site_pages()
-    missing = [p for p in pages if not screenshot_path(p).exists()
-               or screenshot_path(p).stat().st_mtime < SESSION_START - 1]
+    missing = [(p, w) for p in pages for w in WIDTHS if not screenshot_path(p, w).exists()
+               or screenshot_path(p, w).stat().st_mtime < SESSION_START - 1]
     assert not missing, f"no screenshot from this run for {missing}"
 
 

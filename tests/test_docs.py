@@ -1,8 +1,10 @@
 """The reader-facing pieces that are not chapters' numbers: API reference, naming guide, packaging.
 
 * The API chapter documents every name of ``slimlib.__all__`` (through the
-  ``slimlib-api`` directive of :mod:`slimlib.sphinxext`, which adds any name
-  the chapter's sections do not list).
+  ``slimlib-api`` directive of the book's Sphinx extension ``_ext/slimbook.py``,
+  which adds any name the chapter's sections do not list), and every public
+  submodule has its own page under ``chapters/api/``.
+* The library imports no Sphinx: the book machinery lives in ``_ext/``.
 * Every ``slimlib`` name the naming guide mentions exists.
 * A wheel built from the repository (what ``pip install "slimlib @ git+..."``
   installs on Colab) carries every file of ``data/``, and ``slimlib.data_dir``
@@ -23,10 +25,11 @@ import pytest
 import yaml
 
 import slimlib
-from slimlib import sphinxext
 from slimlib.instances import random_problem
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "_ext"))
+import slimbook  # noqa: E402  (the book's Sphinx extension, _ext/slimbook.py)
 
 
 def _api_listed_names() -> set[str]:
@@ -54,9 +57,57 @@ def test_every_public_name_has_a_docstring():
 
 
 def test_public_submodules_import_and_exclude_book_machinery():
-    mods = sphinxext.library_modules()
+    mods = slimbook.library_modules()
     assert "slimlib.latency" in mods and "slimlib.widgets" in mods
-    assert "slimlib.sphinxext" not in mods and not any("._" in m for m in mods)
+    assert not any("sphinx" in m for m in mods) and not any("._" in m for m in mods)
+
+
+def test_importing_slimlib_imports_no_sphinx():
+    code = ("import sys, slimlib, slimlib.widgets, slimlib.plotting; "
+            "print(sorted(m for m in sys.modules if 'sphinx' in m or 'docutils' in m))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}, cwd=ROOT).stdout
+    assert out.strip() == "[]"
+    assert not (ROOT / "slimlib" / "slimbook.py").exists()
+
+
+def test_every_public_module_has_its_own_api_page():
+    toc = (ROOT / "_toc.yml").read_text()
+    assert "- glob: chapters/api/*" in toc                   # every page of chapters/api/ is listed
+    for mod in slimbook.library_modules():
+        page = ROOT / "chapters" / "api" / f"{mod}.md"
+        assert page.is_file(), f"no API page for {mod} (the api chapter's :modules: lists it meanwhile)"
+        assert re.search(r"```\{slimlib-api\}\n:module: " + re.escape(mod) + r"\n```", page.read_text())
+    for page in (ROOT / "chapters" / "api").glob("*.md"):
+        assert page.stem in slimbook.library_modules(), f"{page.name} documents no public module"
+
+
+def test_slider_frames_become_files_named_by_their_content(tmp_path):
+    import base64
+    png = b"\x89PNG fake frame"
+    uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    other = "data:image/png;base64," + base64.b64encode(b"another").decode()
+    body = (f'<p>keep {other}</p><div class="slimlib-explorer"><img class="slimlib-frame" alt="x" '
+            f'src="{uri}"><script type="application/json" class="slimlib-frames">'
+            f'{{"frames": {{"0": 0}}, "images": ["{uri}"]}}</script></div>')
+    new, n = slimbook.externalise_frames(body, tmp_path, "../")
+    assert n == 2 and "base64" not in new.split("</p>", 1)[1] and other in new   # only explorer frames
+    files = list((tmp_path / "_images" / "frames").iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == png
+    assert new.count(f'"../_images/frames/{files[0].name}"') == 2
+
+
+def test_bibliography_labels_are_author_year():
+    pybtex = pytest.importorskip("pybtex")
+    from pybtex.database import parse_string
+    from pybtex.plugin import find_plugin
+    slimbook._register_bib_style()
+    bib = parse_string(r"""@article{a, author={Chen, X. and Li, Y. and Wu, Z.}, title={T}, journal={J}, year={2025}}
+@book{b, author={Kellerer, H. and Pferschy, U.}, title={K}, publisher={S}, year={2004}}
+@article{c, author={Minoux, M.}, title={M}, journal={J}, year={1978}}""", "bibtex")
+    style = find_plugin("pybtex.style.formatting", "slimbook")()
+    labels = {e.key: e.label for e in style.format_entries(bib.entries.values())}
+    assert labels == {"a": "Chen et al., 2025", "b": "Kellerer and Pferschy, 2004", "c": "Minoux, 1978"}
 
 
 def test_naming_guide_names_exist():
@@ -85,10 +136,10 @@ def test_naming_guide_names_exist():
 
 
 def test_config_points_at_the_vendored_assets(tmp_path):
-    if not (sphinxext.node_modules_dir() / "mathjax").is_dir():
+    if not (slimbook.node_modules_dir() / "mathjax").is_dir():
         pytest.skip("npm packages not installed (make book / make test run `npm ci` first)")
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
-    copied = sphinxext.copy_assets(sphinxext.node_modules_dir(), tmp_path)
+    copied = slimbook.copy_assets(slimbook.node_modules_dir(), tmp_path)
     rel = {p.relative_to(tmp_path).as_posix() for p in copied}
     for path in [cfg["mathjax_path"], *cfg["nb_ipywidgets_js"]]:
         assert path.startswith("../_vendor/"), path          # relative to _static/, outside it
@@ -96,7 +147,9 @@ def test_config_points_at_the_vendored_assets(tmp_path):
     assert any(p.startswith("_vendor/mathjax/output/chtml/fonts/") for p in rel)
     assert any(p.startswith("_vendor/mathjax/input/tex/extensions/") for p in rel)
     assert not any(p.endswith(".map") for p in rel)
-    assert "slimlib.sphinxext" in yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["extra_extensions"]
+    sphinx = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]
+    assert sphinx["local_extensions"] == {"slimbook": "_ext/"}
+    assert sphinx["config"]["bibtex_default_style"] == "slimbook"
 
 
 def test_wheel_ships_the_data_folder_and_data_dir_finds_it(tmp_path):

@@ -37,7 +37,7 @@ def test_static_face_has_one_frame_per_combination_and_one_slider_per_varying_pa
     doc = explore(draw, grid, mode="static", title="T & <b>", colour="r").data
     assert len(calls) == 6 and all(c[2] == "r" for c in calls)          # fixed kwargs passed through
     assert 'data-slimlib-explorer="6"' in doc
-    sliders = re.findall(r'<input type="range" min="0" max="(\d+)"', doc)
+    sliders = re.findall(r'<input type="range" data-slimlib-control min="0" max="(\d+)"', doc)
     assert sliders == ["2", "1"]
     data = _data(doc)
     assert sorted(data["frames"]) == sorted(f"{i}-{j}" for i in range(3) for j in range(2))
@@ -111,3 +111,61 @@ def test_live_face_is_an_ipywidgets_panel_that_redraws_on_change(monkeypatch):
     assert calls[-1] == (3, 0, "k") and len(calls) == n + 1
     dropdown.value = "b"
     assert calls[-1] == (3, 0, "b")
+
+
+def test_categories_get_a_dropdown_and_numbers_a_slider():
+    draw, _ = _draw_counter()
+    doc = explore(draw, {"a": [1, 2], "colour": ["k", "b", "r"]}, mode="static").data
+    assert len(re.findall(r'<input type="range"', doc)) == 1
+    select = re.search(r'<select data-slimlib-control data-index="1" aria-label="colour">(.*?)</select>', doc)
+    assert select and re.findall(r'<option value="(\d)"[^>]*>(\w)</option>', select.group(1)) == [
+        ("0", "k"), ("1", "b"), ("2", "r")]
+
+
+def test_only_valid_combinations_get_frames_and_dead_values_are_not_offered():
+    draw, calls = _draw_counter()
+
+    def draw_or_none(a, b=0, colour="k"):
+        return None if (a, colour) == (2, "b") else draw(a, b, colour=colour)
+
+    doc = explore(draw_or_none, {"a": [1, 2, 3], "colour": ["k", "b"], "b": [0, 9]},
+                  valid=lambda a, colour, b: b == 0, mode="static").data
+    data = _data(doc)
+    # (2, "b") has no frame; b = 9 is refused everywhere, so b is printed, not offered
+    assert sorted(data["frames"]) == ["0-0", "0-1", "1-0", "2-0", "2-1"]
+    assert "b = 0" in doc and 'aria-label="b"' not in doc
+    assert all(c[1] == 0 for c in calls)
+    # the script moves the other controls to the nearest valid frame
+    assert "nearest(" in doc
+
+
+def test_start_opens_on_the_given_frame_and_a_bad_start_names_the_field():
+    draw, _ = _draw_counter()
+    doc = explore(draw, {"a": [1, 2, 3], "b": [0.5, 1.5]}, start={"a": 3, "b": 1.5}, mode="static").data
+    first = re.search(r'<img class="slimlib-frame"[^>]* data-key="([^"]+)"', doc).group(1)
+    assert first == "2-1"
+    assert re.search(r'max="2" step="1" value="2"', doc)
+    with pytest.raises(ValueError, match=re.escape("start['a']")):
+        explore(draw, {"a": [1, 2]}, start={"a": 5}, mode="static")
+    with pytest.raises(ValueError, match="start"):
+        explore(draw, {"a": [1, 2]}, start={"z": 1}, mode="static")
+
+
+def test_a_grid_with_no_valid_combination_is_refused():
+    draw, _ = _draw_counter()
+    with pytest.raises(ValueError, match="no valid combination"):
+        explore(draw, {"a": [1, 2]}, valid=lambda a: False, mode="static")
+
+
+def test_activation_panel_grid_offers_every_layer_and_only_existing_statistics():
+    from slimlib.plotting import moe as moe_plots
+    spec = moe_plots.activation_panel_grid(["moe-llava-phi2-2.7b-4e", "switch-base-8"],
+                                           ["synthetic", "measured-tiny"])
+    grid, valid = spec["grid"], spec["valid"]
+    assert grid["layer"] == list(range(16))                    # Phi2 has 16 MoE layers
+    assert valid("moe-llava-phi2-2.7b-4e", "synthetic", 15)
+    assert not valid("switch-base-8", "synthetic", 12)         # 12 layers: 0..11
+    assert valid("switch-base-8", "synthetic", 11)
+    assert not valid("moe-llava-phi2-2.7b-4e", "measured-tiny", 0)   # no such statistics
+    with pytest.raises(ValueError, match="models"):
+        moe_plots.activation_panel_grid(["moe-llava-phi2-2.7b-4e"], ["measured-tiny"])

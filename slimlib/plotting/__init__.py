@@ -15,7 +15,15 @@ import matplotlib
 
 import matplotlib.pyplot as plt
 
-__all__ = ["STYLE", "METHOD_STYLE", "method_style", "style", "new_figure", "savefig", "source_note"]
+__all__ = ["STYLE", "METHOD_STYLE", "COLUMN_WIDTH_IN", "MIN_FONT_PT", "method_style", "style", "new_figure",
+           "savefig", "source_note"]
+
+#: Width of the book's text column (672 px at 1280 px, i.e. 7 in at 96 px per inch).  Figures are
+#: drawn at most this wide, so text keeps its size on the page: 8 pt is 10.7 px as shown.
+COLUMN_WIDTH_IN = 7.0
+
+#: Smallest font any figure uses (7 pt is 9.3 px at the column width).
+MIN_FONT_PT = 7.0
 
 #: rcParams of the house style (small, legible, colour-blind-safe cycle).
 STYLE = {
@@ -26,6 +34,8 @@ STYLE = {
     "axes.titlesize": 10,
     "axes.labelsize": 10,
     "legend.fontsize": 8,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
@@ -76,7 +86,15 @@ def style():
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, **kw):
-    """``plt.subplots`` in the house style; returns ``(fig, axes)``."""
+    """``plt.subplots`` in the house style; returns ``(fig, axes)``.
+
+    A ``figsize`` wider than the text column (:data:`COLUMN_WIDTH_IN`) is
+    scaled down to it, aspect kept: the figure is drawn at the width it is
+    shown, so its text is not shrunk by the browser (≥ 9 px at 1280 px).
+    """
+    w, h = kw.get("figsize") or STYLE["figure.figsize"]
+    if w > COLUMN_WIDTH_IN:
+        kw["figsize"] = (COLUMN_WIDTH_IN, h * COLUMN_WIDTH_IN / w)
     with style():
         fig, axes = plt.subplots(nrows, ncols, **kw)
     for ax in (axes.flat if hasattr(axes, "flat") else [axes]):
@@ -88,7 +106,7 @@ def new_figure(nrows: int = 1, ncols: int = 1, **kw):
 
 def source_note(fig, text: str) -> None:
     """Write the statistics source (e.g. ``"statistics: synthetic"``) in the figure's corner."""
-    fig.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color="#555555")
+    fig.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=MIN_FONT_PT, color="#555555")
 
 
 def savefig(fig, path, **kw) -> Path:

@@ -1,4 +1,4 @@
-"""Draw functions of chapter *Experiments*: Figures 1 and 6–11 of the paper.
+"""Draw functions of chapter *Experiments* (:numref:`fig-exp-comm` to :numref:`fig-exp-eps`).
 
 Each ``draw_figN(table)`` takes the :class:`~slimlib.experiments.ResultTable`
 of ``slimlib.experiments.figN_data`` and returns a matplotlib Figure in the
@@ -15,7 +15,9 @@ from typing import Sequence
 import numpy as np
 
 from ..experiments.readings import panel_label
-from . import METHOD_STYLE, method_style, new_figure, source_note
+from . import METHOD_STYLE, MIN_FONT_PT, STYLE, method_style, new_figure, source_note
+
+STYLE_LABEL = STYLE["axes.labelsize"]
 
 __all__ = ["draw_sweep", "draw_fig1", "draw_fig6", "draw_fig7", "draw_fig8", "draw_fig9", "draw_fig10",
            "draw_fig11", "draw_point", "figure_note", "redraw", "draw_explorer"]
@@ -90,7 +92,10 @@ def _relative(table, y: str, reference: str):
 
 
 def _legend(fig, axes, ncol: int = 4, spare=None):
-    """One legend for the figure: in a spare (hidden) axes if there is one, else below the panels."""
+    """One legend for the figure: in a spare (hidden) axes if there is one, else below the panels.
+
+    Below, not beside: a legend to the right would leave a single panel half the column wide.
+    """
     handles, labels = [], []
     for ax in axes:
         for h, l in zip(*ax.get_legend_handles_labels()):
@@ -103,17 +108,23 @@ def _legend(fig, axes, ncol: int = 4, spare=None):
         spare.set_visible(True)
         spare.axis("off")
         spare.legend(handles, labels, loc="center", frameon=False)
-    elif len(axes) == 1:
-        fig.legend(handles, labels, loc="outside right upper", frameon=False)
     else:
+        # at most 3 columns: a wider legend would make the saved figure wider than the text column
+        ncol = 2 if len(axes) == 1 else min(ncol, 3)
         fig.legend(handles, labels, loc="outside lower center", ncol=min(ncol, len(labels)), frameon=False)
 
 
 def _note(fig, table):
-    """Source note in the bottom strip, kept clear of the panels and the legend."""
+    """Source note: the title of the figure's legend when it has one (so the two never overlap),
+    else a line in the bottom strip, kept clear of the panels."""
+    if fig.legends:
+        leg = fig.legends[-1]
+        leg.set_title(figure_note(table), prop={"size": MIN_FONT_PT})
+        leg.get_title().set_color("#555555")
+        return
     eng = fig.get_layout_engine()
     if eng is not None and hasattr(eng, "set"):
-        eng.set(rect=(0, 0.03, 1, 0.97))
+        eng.set(rect=(0, 0.045, 1, 0.955))
     source_note(fig, figure_note(table))
 
 
@@ -177,13 +188,14 @@ def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = N
     n = max(1, len(panels))
     ncols = ncols or min(n, 3)
     nrows = math.ceil(n / ncols)
-    figsize = figsize or ((6.6, 3.4) if n == 1 else (3.4 * ncols + 0.4, 2.9 * nrows + 0.9))
+    # drawn at the column width (slimlib.plotting.COLUMN_WIDTH_IN), rows tall enough for their labels
+    figsize = figsize or ((7.0, 3.6) if n == 1 else (7.0, 2.5 * nrows + 1.3))
     fig, axes = new_figure(nrows, ncols, figsize=figsize, squeeze=False, layout="constrained", sharey=sharey)
     flat = list(axes.flat)
     xlabel = xlabel if xlabel is not None else table.meta.get("xlabel", "")
     for ax, pan in zip(flat, panels):
         _draw_axes(ax, table, pan, methods, y, scale, band, exact_as_points, hlines)
-        ax.set_title(_label(pan))
+        ax.set_title(_label(pan), fontsize=9)
         ax.set_xlabel(xlabel.get(pan, "") if isinstance(xlabel, dict) else xlabel)
         if logx:
             ax.set_xscale("log")
@@ -191,8 +203,10 @@ def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = N
             ax.set_yscale("log")
     for ax in flat[len(panels):]:
         ax.set_visible(False)
-    for r in range(nrows):
-        axes[r, 0].set_ylabel(ylabel or table.meta.get("ylabel", y))
+    if nrows == 1:
+        axes[0, 0].set_ylabel(ylabel or table.meta.get("ylabel", y))
+    else:                                           # one label for all rows: no overlap
+        fig.supylabel(ylabel or table.meta.get("ylabel", y), fontsize=STYLE_LABEL)
     if title:
         fig.suptitle(title)
     _legend(fig, flat[:len(panels)], min(legend_ncol, max(2, ncols + (ncols > 2))),
@@ -202,7 +216,7 @@ def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = N
 
 
 def draw_fig1(table, *, methods: Sequence[str] = ("slimcaching", "u-shaped", "none"), **kw):
-    """Figure 1: communication latency (ms per token) vs device storage, one panel per Switch-base model."""
+    """:numref:`fig-exp-comm`: communication latency (ms per token) vs device storage, one panel per Switch-base model."""
     kw.setdefault("ncols", 3)
     return draw_sweep(table, y="comm_latency_s", methods=methods, ylabel="communication latency (ms/token)",
                       legend_ncol=3, **kw)
@@ -227,14 +241,14 @@ def draw_storage(table, reference: str, *, relative_row: bool = True, weak: Sequ
     panels = list(kw.pop("panels", None) or table.unique("panel"))
     methods = [m for m in (kw.pop("methods", None) or table.unique("method")) if m in table.unique("method")]
     n = len(panels)
-    fig, axes = new_figure(2, n, figsize=kw.pop("figsize", None) or (max(6.6, 3.4 * n + 0.4), 6.2), squeeze=False,
+    fig, axes = new_figure(2, n, figsize=kw.pop("figsize", None) or (7.0, 6.6), squeeze=False,
                            layout="constrained", sharex="col")
     rel = _relative(table, "latency_s", reference)
     xlabel = table.meta.get("xlabel", "")
     for j, pan in enumerate(panels):
         _draw_axes(axes[0, j], table, pan, methods, "latency_s", 1e3, True, True)
         _draw_axes(axes[1, j], rel, pan, [m for m in methods if m not in weak], "latency_s", 100.0, True, True)
-        axes[0, j].set_title(_label(pan))
+        axes[0, j].set_title(_label(pan), fontsize=9)
         axes[1, j].set_xlabel(xlabel)
     axes[0, 0].set_ylabel("average latency (ms/token)")
     from ..experiments import short_name
@@ -245,24 +259,24 @@ def draw_storage(table, reference: str, *, relative_row: bool = True, weak: Sequ
 
 
 def draw_fig6(table, **kw):
-    """Figure 6: average latency (ms per token) vs edge storage per server, K = 1; second row relative to greedy."""
+    """:numref:`fig-exp-k1`: average latency (ms per token) vs edge storage per server, K = 1; second row relative to greedy."""
     return draw_storage(table, "greedy", **kw)
 
 
 def draw_fig7(table, **kw):
-    """Figure 7: average latency (ms per token) vs edge storage per server, K = 2; second row relative to the
+    """:numref:`fig-exp-k2`: average latency (ms per token) vs edge storage per server, K = 2; second row relative to the
     decomposition."""
     kw.setdefault("weak", _WEAK + ("greedy",))
     return draw_storage(table, "decomposition", **kw)
 
 
 def draw_fig8(table, **kw):
-    """Figure 8: average latency (ms per token) vs number of edge servers, one panel per model."""
+    """:numref:`fig-exp-servers`: average latency (ms per token) vs number of edge servers, one panel per model."""
     return draw_sweep(table, y="latency_s", ylabel="average latency (ms/token)", **kw)
 
 
 def draw_fig9(table, **kw):
-    """Figure 9: average latency vs bandwidth per link (left) and vs mean user–server distance (right)."""
+    """:numref:`fig-exp-radio`: average latency vs bandwidth per link (left) and vs mean user–server distance (right)."""
     kw.setdefault("title", _label(table.unique("model")[0]) if len(table) else None)
     fig = draw_sweep(table, y="latency_s", ylabel="average latency (ms/token)", **kw)
     for ax in fig.axes:
@@ -275,7 +289,7 @@ def draw_fig9(table, **kw):
 
 
 def draw_fig10(table, **kw):
-    """Figure 10: solver run time (s, log scale) vs problem size — E, N and M."""
+    """:numref:`fig-exp-runtime`: solver run time (s, log scale) vs problem size — E, N and M."""
     lim = table.meta.get("exact_time_limit_s")
     hl = [(lim, "MILP time limit (HiGHS)")] if lim and "exact" in table.unique("method") else []
     fig = draw_sweep(table, y="runtime_s", scale=1.0, ylabel="run time (s)", logy=True, band=False,
@@ -291,16 +305,16 @@ def draw_fig10(table, **kw):
 
 
 def draw_fig11(table, *, scale: float = 1.0):
-    """Figure 11: accelerated decomposition vs eps — fraction of the exact DP's value (left), run time (right).
+    """:numref:`fig-exp-eps`: accelerated decomposition against ε — fraction of the exact DP's value (left), run time (right).
 
     Left: sum of the stage values of the accelerated combination over the
     exact DP's (solid), the end-to-end latency reduction relative to the DP's
-    (dashed), and the guarantee ``1 - eps`` (dotted).  Right: time of the
+    (dashed), and the guarantee 1 − ε (dotted).  Right: time of the
     combination step summed over the stages, accelerated (solid) and exact DP
     (dashed horizontal line, storage in ``table.meta["dp_unit_bytes"]`` units).
     """
     panels = table.unique("panel")
-    fig, axes = new_figure(1, 2, figsize=(8.4, 3.8), layout="constrained")
+    fig, axes = new_figure(1, 2, figsize=(7.0, 4.4), layout="constrained")
     colors = ["#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00"]
     acc = table.where(method="accelerated")
     dp = table.where(method="decomposition")
@@ -324,19 +338,18 @@ def draw_fig11(table, *, scale: float = 1.0):
                             label=f"exact DP, {_label(pan)}")
     e = sorted(v for v in acc.unique("value") if _finite(v))
     if e:
-        axes[0].plot(e, [1 - x for x in e], color="#666666", linestyle=":", label="guarantee 1 − eps")
+        axes[0].plot(e, [1 - x for x in e], color="#666666", linestyle=":", label="guarantee 1 − ε")
         axes[0].plot([], [], color="#666666", linestyle="--", linewidth=1.0, label="end to end (latency reduction)")
     for ax in axes:
         ax.set_xscale("log")
-        ax.set_xlabel("eps")
+        ax.set_xlabel("ε")
     axes[0].set_ylabel("fraction of the exact DP's value")
     unit = table.meta.get("dp_unit_bytes")
     axes[1].set_ylabel("combination time per solve (s)")
     axes[1].set_yscale("log")
     axes[0].set_title("value (stage sum)")
     axes[1].set_title("run time" + (f" (DP unit {unit / 1024:g} KiB)" if unit else ""))
-    axes[0].legend(loc="lower left", frameon=False, fontsize=7)
-    axes[1].legend(loc="center right", frameon=False, fontsize=7)
+    _legend(fig, list(axes), 2)                     # below the panels, off the data
     _note(fig, table)
     return fig
 

@@ -1,14 +1,15 @@
 """Figures of chapter *Mixture of experts and where the experts go*.
 
-* :func:`draw_moe_layer` — Figure 3: one MoE layer (gate, ``E`` experts,
+* :func:`draw_moe_layer` — :numref:`fig-moe-layer`: one MoE layer (gate, ``E`` experts,
   Top-``K`` selection, weighted sum), drawn with matplotlib patches.
-* :func:`draw_expert_heatmap` — Figure 2: expert activation frequency per MoE
+* :func:`draw_expert_heatmap` — :numref:`fig-expert-heatmap`: expert activation frequency per MoE
   layer and pair co-activation of one layer, for any
   :class:`~slimlib.ActivationStats`; :func:`expert_heatmap_data` returns the
   numbers it draws (the CSV of ``python -m slimlib figures``).
-* :func:`draw_activation_panel` — the chapter's widget frame: Figure 2 for a
-  (model, statistics source, layer) choice, or a note when that source does
-  not exist for the model.
+* :func:`draw_activation_panel` — the chapter's widget frame: the heatmap of
+  :numref:`fig-expert-heatmap` for a (model, statistics source, layer)
+  choice, or ``None`` when that source does not exist for the model (the
+  widget then offers only the combinations that exist).
 * :func:`draw_skew_comparison` — per-layer skew numbers of two statistics
   (e.g. the tiny MoE at initialisation and after training).
 
@@ -24,6 +25,7 @@ from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch, Rectang
 from . import STYLE, new_figure, source_note
 
 __all__ = ["draw_moe_layer", "draw_expert_heatmap", "expert_heatmap_data", "draw_activation_panel",
+           "activation_panel_grid",
            "draw_skew_comparison", "source_label"]
 
 _PAL = STYLE["axes.prop_cycle"].by_key()["color"]
@@ -45,7 +47,7 @@ def source_label(stats) -> str:
 
 
 # -----------------------------------------------------------------------------
-# Figure 3: the MoE layer
+# The MoE layer (fig-moe-layer)
 # -----------------------------------------------------------------------------
 def _box(ax, cx, cy, w, h, text, fc="white", ec=_INK, ls="-", fontsize=8.5, color=_INK, lw=1.0, zorder=2):
     ax.add_patch(FancyBboxPatch((cx - w / 2, cy - h / 2), w, h, boxstyle="round,pad=0.01,rounding_size=0.02",
@@ -59,7 +61,7 @@ def _arrow(ax, p, q, color=_INK, lw=1.1, ls="-", rad=0.0, zorder=3):
 
 
 def draw_moe_layer(num_experts: int = 4, top_k: int = 2, gate_probs=None, *, title: str | None = None):
-    """Figure 3: an MoE layer with ``E`` experts and Top-``K`` routing (schematic).
+    """An MoE layer (:numref:`fig-moe-layer`) with ``E`` experts and Top-``K`` routing (schematic).
 
     The token's hidden state ``x`` goes to the gate, which scores every
     expert (``softmax(W_g x)``, bars); only the ``K`` best experts run (coloured;
@@ -168,11 +170,11 @@ def draw_moe_layer(num_experts: int = 4, top_k: int = 2, gate_probs=None, *, tit
 
 
 # -----------------------------------------------------------------------------
-# Figure 2: heatmaps
+# Heatmaps (fig-expert-heatmap)
 # -----------------------------------------------------------------------------
 def draw_expert_heatmap(stats, layer: int = 0, *, title: str | None = None, annotate: bool | None = None,
                         source: str | None = None):
-    """Figure 2: expert activation frequency per layer, and pair co-activation of one layer.
+    """Expert activation frequency per layer (:numref:`fig-expert-heatmap`), and pair co-activation of one layer.
 
     Left: ``p_{l,e}``, the probability that a token activates expert ``e`` at
     MoE layer ``l`` (rows: layers; each row sums to ``K``), with ``layer``
@@ -219,7 +221,7 @@ def draw_expert_heatmap(stats, layer: int = 0, *, title: str | None = None, anno
         for l in range(L):
             for e in range(E):
                 v = marg[l, e]
-                ax.text(e, l, f"{v:.2f}", ha="center", va="center", fontsize=6.5,
+                ax.text(e, l, f"{v:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if v > 0.6 * vmax else _INK)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
     ax = axes[1]
@@ -259,7 +261,7 @@ def draw_expert_heatmap(stats, layer: int = 0, *, title: str | None = None, anno
 
 
 def expert_heatmap_data(stats, layer: int = 0) -> list[dict]:
-    """The numbers of Figure 2 (:func:`draw_expert_heatmap`) as tidy rows.
+    """The numbers of :numref:`fig-expert-heatmap` (:func:`draw_expert_heatmap`) as tidy rows.
 
     One row per (layer, expert) with the activation frequency ``p_{l,e}``
     (``quantity="frequency"``, ``partner`` empty), then, for ``K >= 2``, one
@@ -297,7 +299,7 @@ def expert_heatmap_data(stats, layer: int = 0) -> list[dict]:
 
 
 def draw_activation_panel(model: str, source: str, layer: int, *, stats: dict | None = None):
-    """One frame of the chapter's widget: Figure 2 for (model, statistics source, layer).
+    """One frame of the chapter's widget: the heatmap for (model, statistics source, layer).
 
     Parameters
     ----------
@@ -315,25 +317,59 @@ def draw_activation_panel(model: str, source: str, layer: int, *, stats: dict | 
     Returns
     -------
     matplotlib.figure.Figure
-        Figure 2, or a note when the statistics do not exist for this model.
+        The heatmap, or ``None`` when the statistics do not exist for this
+        model (:func:`slimlib.widgets.explore` then offers no such frame).
     """
     from ..activations import load_activation_stats
     s = (stats or {}).get((model, source))
     if s is None:
         try:
             s = load_activation_stats(model, source)
-        except ValueError as exc:
-            fig, ax = new_figure(figsize=(8.4, 3.9))
-            ax.axis("off")
-            ax.text(0.5, 0.55, f"No {source} statistics for {model}.", ha="center", va="center", fontsize=11)
-            ax.text(0.5, 0.38, "measured-tiny statistics exist only for the tiny MoE trained in this chapter;\n"
-                    "measure a real checkpoint with  python -m slimlib collect --model ... --prompts ...",
-                    ha="center", va="center", fontsize=8.5, color="#555555")
-            ax.text(0.5, 0.15, str(exc)[:110], ha="center", va="center", fontsize=6.5, color="#999999")
-            return fig
+        except ValueError:
+            return None
     l = min(int(layer), s.num_layers - 1)
     note = "" if l == int(layer) else f" (layer {layer} clipped to {l})"
     return draw_expert_heatmap(s, l, title=f"{model}: {s.provenance.get('source', source)} statistics{note}")
+
+
+def activation_panel_grid(models, sources=("synthetic", "measured-tiny"), *, stats: dict | None = None) -> dict:
+    """Grid and validity test of the widget over :func:`draw_activation_panel`.
+
+    Returns ``{"grid": ..., "valid": ...}`` to pass to
+    :func:`slimlib.widgets.explore` (``explore(draw_activation_panel,
+    **activation_panel_grid(models), stats=...)``): models and sources become
+    dropdowns, the layer slider covers every layer of the deepest model, and
+    only (model, source, layer) combinations that exist are offered (a source
+    the model has no statistics for, or a layer past the model's last, gets
+    no frame).
+
+    Parameters
+    ----------
+    models : sequence of str
+        Model card names.
+    sources : sequence of str
+        Statistics sources (see :func:`draw_activation_panel`).
+    stats : dict, optional
+        ``{(model, source): ActivationStats}`` that exist besides the files.
+    """
+    from ..activations import load_activation_stats
+    layers = {}
+    for m in models:
+        for src in sources:
+            s = (stats or {}).get((m, src))
+            if s is None:
+                try:
+                    s = load_activation_stats(m, src)
+                except ValueError:
+                    continue
+            layers[(m, src)] = s.num_layers
+    if not layers:
+        raise ValueError(f"models: no statistics for any of {list(models)} from {list(sources)}")
+    grid = {"model": list(models), "source": list(sources), "layer": list(range(max(layers.values())))}
+
+    def valid(model, source, layer):
+        return layer < layers.get((model, source), 0)
+    return {"grid": grid, "valid": valid}
 
 
 def draw_skew_comparison(named_stats: dict, *, confidence: dict | None = None):

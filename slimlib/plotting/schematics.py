@@ -1,9 +1,9 @@
 """Schematics and the structure widget of chapter *Problem and structure*.
 
-* :func:`draw_system` — Figure 4: (a) local hit, edge hit and miss to the cloud
+* :func:`draw_system` — :numref:`fig-slimcaching-system`: (a) local hit, edge hit and miss to the cloud
   in a wireless edge network; (b) the operations of one MoE layer under
   SlimCaching.
-* :func:`draw_routing_cases` — Figure 5: the hidden-state routing cases of a
+* :func:`draw_routing_cases` — :numref:`fig-routing-cases`: the hidden-state routing cases of a
   Top-2 group ``{i, j}``, each annotated with its latency from the evaluator
   (:func:`slimlib.theory.routing_cases`); :func:`routing_cases_data` returns
   those latencies as rows (the CSV of ``python -m slimlib figures``).
@@ -19,7 +19,7 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Polygon,
 
 from . import STYLE, new_figure, source_note
 
-__all__ = ["draw_system", "draw_network", "draw_layer_operations", "draw_routing_cases", "routing_cases_data",
+__all__ = ["draw_system", "draw_network_figure", "draw_network", "draw_layer_operations", "draw_routing_cases", "routing_cases_data",
            "draw_gain_path", "EXPERT_COLORS", "LOCATION_COLORS"]
 
 _PAL = STYLE["axes.prop_cycle"].by_key()["color"]
@@ -84,7 +84,7 @@ def _phone(ax, cx, cy, w=0.55, h=0.9, text=""):
         ax.text(cx, cy - h / 2 - 0.12, text, ha="center", va="top", fontsize=7.5)
 
 
-def _chip(ax, x, y, label, color, size=0.3, fontsize=6.5, zorder=4):
+def _chip(ax, x, y, label, color, size=0.3, fontsize=7, zorder=4):
     """A small coloured square standing for one expert, centred at ``(x, y)``."""
     ax.add_patch(Rectangle((x - size / 2, y - size / 2), size, size, fc=color, ec=_INK, lw=0.6, zorder=zorder))
     ax.text(x, y, label, ha="center", va="center", fontsize=fontsize, color="white", weight="bold", zorder=zorder + 1)
@@ -95,16 +95,16 @@ def _wireless(ax, p, q, color="#888888"):
 
 
 # -----------------------------------------------------------------------------
-# Figure 4
+# The system (fig-system-network, fig-slimcaching-system)
 # -----------------------------------------------------------------------------
 def draw_network(ax) -> None:
-    """Figure 4(a): local hit, edge hit and miss to the cloud in a wireless edge network.
+    """Panel (a) of :numref:`fig-slimcaching-system`: local hit, edge hit and miss to the cloud in a wireless edge network.
 
     Three users run the same MoE layer; each token needs one expert (colour).
     User 1 finds it on its device, user 2 on edge server 1, user 3 nowhere at
     the edge, so its hidden state travels through its best server and the
     backhaul to the cloud.  Latency terms follow chapter *The system model*,
-    eqs. (4)–(6).
+    :eq:`eq-t-local`–:eq:`eq-t-cloud`.
     """
     _blank(ax, (-0.2, 10.4), (-0.9, 6.6))
     red, blue, green, purple = EXPERT_COLORS[0], EXPERT_COLORS[1], EXPERT_COLORS[2], EXPERT_COLORS[3]
@@ -116,7 +116,7 @@ def draw_network(ax) -> None:
         _tower(ax, x - 0.85, y, h=0.9)
         _box(ax, x - 0.45, y - 0.25, 1.3, 1.25, fc=LOCATION_COLORS["edge"], pad=0.03)
         ax.text(x + 0.2, y + 0.78, f"edge server {n}", ha="center", va="center", fontsize=7.5)
-        ax.text(x + 0.2, y - 0.07, f"$Q_{n}$ bytes, $f_{n}$", ha="center", va="center", fontsize=6.5)
+        ax.text(x + 0.2, y - 0.07, f"$Q_{n}$ bytes, $f_{n}$", ha="center", va="center", fontsize=7)
     ax.text(2.75, 4.3, "backhaul\n$r_{bh}$, $d_{bh}$", fontsize=7, ha="right", va="center", color="#555555")
     # server caches: server 1 holds blue and purple, server 2 holds purple and red
     _chip(ax, servers[1][0] - 0.05, servers[1][1] + 0.35, "2", blue)
@@ -155,12 +155,12 @@ def draw_network(ax) -> None:
 
 
 def draw_layer_operations(ax) -> None:
-    """Figure 4(b): the operations of one MoE layer under SlimCaching.
+    """Panel (b) of :numref:`fig-slimcaching-system`: the operations of one MoE layer under SlimCaching.
 
     The device runs the gate, picks the Top-``K`` group, dispatches the hidden
     state of each selected expert to the fastest place holding it (device,
     an edge server, or the cloud), waits for the slowest, and combines the
-    outputs (chapter *The system model*, eqs. (7)–(8)).
+    outputs (chapter *The system model*, :eq:`eq-tau-expert` and :eq:`eq-token-latency`).
     """
     _blank(ax, (-0.2, 13.4), (-0.3, 4.6))
     dev = LOCATION_COLORS["device"]
@@ -187,7 +187,7 @@ def draw_layer_operations(ax) -> None:
 
 
 def draw_system():
-    """Figure 4: SlimCaching in a wireless edge network — (a) hits and misses, (b) one MoE layer.
+    """:numref:`fig-slimcaching-system`: SlimCaching in a wireless edge network — (a) hits and misses, (b) one MoE layer.
 
     Returns
     -------
@@ -202,15 +202,32 @@ def draw_system():
     return fig
 
 
+def draw_network_figure():
+    """:numref:`fig-system-network` of chapter *The system model*: the network alone.
+
+    Panel (a) of :func:`draw_system` at the width of the text column: users
+    with device caches, edge servers with their storage, the backhaul and the
+    cloud, and one local hit, one edge hit and one miss.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = new_figure(1, 1, figsize=(7.0, 4.9))
+    draw_network(ax)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.99, bottom=0.01)
+    return fig
+
+
 # -----------------------------------------------------------------------------
-# Figure 5
+# Routing cases (fig-routing-cases)
 # -----------------------------------------------------------------------------
 def _fmt_ms(t: float) -> str:
     return f"{t * 1e3:.3f} ms"
 
 
 def draw_routing_cases(cases=None):
-    """Figure 5: hidden-state routing cases of a Top-2 group ``{i, j}``.
+    """:numref:`fig-routing-cases`: hidden-state routing cases of a Top-2 group ``{i, j}``.
 
     Parameters
     ----------
@@ -238,16 +255,16 @@ def draw_routing_cases(cases=None):
     for k, (ax, case) in enumerate(zip(axes, cases)):
         _blank(ax, (-0.1, 3.1), (-1.55, 4.55))
         _cloud(ax, *pos["cloud"], s=0.62)
-        ax.text(pos["cloud"][0], pos["cloud"][1] + 0.5, "cloud", ha="center", va="bottom", fontsize=6.5)
+        ax.text(pos["cloud"][0], pos["cloud"][1] + 0.5, "cloud", ha="center", va="bottom", fontsize=7)
         for name in ("server 1", "server 2"):
             x, y = pos[name]
             _box(ax, x - 0.5, y - 0.32, 1.0, 0.64, "", fc=LOCATION_COLORS["edge"], pad=0.02)
-            ax.text(x, y + 0.18, name.replace("server", "server"), ha="center", va="center", fontsize=6.5)
+            ax.text(x, y + 0.18, name.replace("server", "server"), ha="center", va="center", fontsize=7)
             ax.plot([x, pos["cloud"][0] + (x - 1.5) * 0.3], [y + 0.34, pos["cloud"][1] - 0.3], color="#999999",
                     lw=0.8, zorder=0.5)
         x, y = pos["device"]
         _box(ax, x - 0.55, y - 0.42, 1.1, 0.84, "", fc=LOCATION_COLORS["device"], pad=0.02)
-        ax.text(x, y + 0.25, "device", ha="center", va="center", fontsize=6.5)
+        ax.text(x, y + 0.25, "device", ha="center", va="center", fontsize=7)
         # where the experts are served
         slots = {}
         for lab, col, where, dx in (("i", ci, case.where[0], -0.2), ("j", cj, case.where[1], 0.2)):
@@ -305,7 +322,7 @@ def draw_routing_cases(cases=None):
 
 
 def routing_cases_data(cases=None) -> list[dict]:
-    """The numbers of Figure 5 (:func:`draw_routing_cases`) as rows, one per routing case.
+    """The numbers of :numref:`fig-routing-cases` (:func:`draw_routing_cases`) as rows, one per routing case.
 
     Parameters
     ----------

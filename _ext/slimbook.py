@@ -1,7 +1,8 @@
-"""Sphinx extension of the SlimCaching book (not needed to use the library).
+"""Sphinx extension of the SlimCaching book (book machinery, not part of ``slimlib``).
 
-Listed in ``_config.yml`` (``sphinx.extra_extensions``), it makes the built
-site work for readers with no network and no kernel:
+Loaded through ``_config.yml`` (``sphinx.local_extensions: {slimbook: _ext/}``),
+it makes the built site work for readers with no network and no kernel, and
+keeps its pages light:
 
 * **Local browser assets.**  MathJax 3, require.js and the Jupyter widgets
   HTML manager come from the npm packages pinned in the repository's
@@ -28,15 +29,32 @@ site work for readers with no network and no kernel:
   ``slimlib.__all__`` with autodoc (chapter *API reference*); with the
   ``:rest:`` flag it documents every name the page has not documented yet,
   so a name added to ``__all__`` appears without editing the chapter.
-  ``:modules:`` documents the rest of every public submodule; references to
-  a re-exported name through its submodule (``slimlib.latency.average_latency``)
-  resolve to its one entry, ``slimlib.average_latency``.
+  ``:module: slimlib.x`` documents the rest of one public submodule (one page
+  per module under ``chapters/api/``); references to a re-exported name
+  through its submodule (``slimlib.latency.average_latency``) resolve to its
+  one entry, ``slimlib.average_latency``.
+* **Slider frames as files.**  :func:`slimlib.widgets.explore` embeds its
+  frames as ``data:`` URIs (so a downloaded notebook works on its own).  When
+  a page is written, every such frame is moved into
+  ``_images/frames/<sha1>.png`` and the page refers to it by URL, so the
+  browser loads a frame only when a slider shows it and no page carries
+  megabytes of base64.
+* **Reading on a phone.**  ``static/slimbook.css`` lets inline code and long
+  words wrap, and lets wide tables and displays scroll inside their own box
+  instead of the whole page; ``static/slimbook.js`` opens a figure full size
+  when it is tapped and shown smaller than drawn.
+* **One citation style.**  The bibliography is labelled author–year
+  (``bibtex_default_style: slimbook``) like the citations in the text.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib
 import inspect
+import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -81,7 +99,7 @@ def node_modules_dir(app=None) -> Path:
 #: its font files next to its AMD modules (``@jupyter-widgets/base``, ``.../controls``,
 #: ``.../html-manager/dist/libembed-amd``), which require.js would otherwise place under the
 #: page's own folder.
-REQUIRE_CONFIG = """// Written by slimlib.sphinxext: serve the widgets manager's files from this folder.
+REQUIRE_CONFIG = """// Written by slimbook: serve the widgets manager's files from this folder.
 (function () {
   var src = document.currentScript.src;
   var here = src.slice(0, src.lastIndexOf("/"));
@@ -96,7 +114,7 @@ def copy_assets(node_modules: Path, outdir: Path) -> list[Path]:
     missing = [pkg for pkg, _, _, _ in ASSETS if not (node_modules / pkg).is_dir()]
     if missing:
         raise ExtensionError(
-            f"slimlib.sphinxext: npm packages missing in {node_modules} ({', '.join(missing)}); "
+            f"slimbook: npm packages missing in {node_modules} ({', '.join(missing)}); "
             "run `npm ci` in the repository (make book does it) or set $SLIMLIB_NODE_MODULES")
     copied = []
     dest_root = Path(outdir) / VENDOR_DIR
@@ -133,7 +151,7 @@ def _check_node_modules(app):
 def _copy_at_end(app, exception):
     if exception is None and app.builder.format == "html":
         files = copy_assets(node_modules_dir(app), Path(app.outdir))
-        logger.info(f"slimlib.sphinxext: {len(files)} browser asset files in {VENDOR_DIR}/")
+        logger.info(f"slimbook: {len(files)} browser asset files in {VENDOR_DIR}/")
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree):
@@ -198,13 +216,16 @@ class SlimlibApi(SphinxDirective):
     ``__all__`` such as ``slimlib.widgets.explore`` are allowed).  Options:
     ``:rest:`` adds every name of ``__all__`` not documented earlier on the
     page; ``:summary:`` only writes a summary table (link and first paragraph
-    of the docstring of each name) instead of the entries; ``:modules:``
-    documents every public submodule (``automodule``, members of its
-    ``__all__``) except the names already documented as ``slimlib.<name>``.
+    of the docstring of each name) instead of the entries; ``:module: name``
+    documents one public submodule (``automodule``, members of its
+    ``__all__``) except the names already documented as ``slimlib.<name>``;
+    ``:modules:`` does so for every public submodule that has no page
+    ``chapters/api/<module>.md`` yet.
     """
 
     has_content = True
-    option_spec = {"rest": directives.flag, "summary": directives.flag, "modules": directives.flag}
+    option_spec = {"rest": directives.flag, "summary": directives.flag, "modules": directives.flag,
+                   "module": directives.unchanged_required}
 
     def run(self):
         done = self.env.temp_data.setdefault("slimlib_api_done", set())
@@ -215,7 +236,17 @@ class SlimlibApi(SphinxDirective):
                 names.append(name if "." in name else f"slimlib.{name}")
         summary_only = "summary" in self.options
         if "modules" in self.options:
-            return self._parse(_modules_rst())
+            # one page per module lives in chapters/api/<module>.md; a module added to the
+            # library without its page yet is documented here, so nothing goes missing
+            api_dir = Path(self.env.srcdir) / "chapters" / "api"
+            rest = [m for m in library_modules() if not (api_dir / f"{m}.md").exists()]
+            return self._parse(_modules_rst(rest)) if rest else []
+        if "module" in self.options:
+            name = self.options["module"].strip()
+            if name not in library_modules():
+                raise self.error(f"slimlib-api: {name!r} is not a public module of slimlib "
+                                 f"(one of {', '.join(library_modules())})")
+            return self._parse(_modules_rst([name], rubric=False))
         if "rest" in self.options:
             names += [f"slimlib.{n}" for n in _public_names()
                       if f"slimlib.{n}" not in done and f"slimlib.{n}" not in names]
@@ -267,7 +298,7 @@ class SlimlibApi(SphinxDirective):
 
 
 #: Submodules that are book machinery, not library API.
-_NOT_API = {"slimlib.sphinxext", "slimlib.__main__"}
+_NOT_API = {"slimlib.__main__"}
 
 
 def library_modules() -> list[str]:
@@ -282,20 +313,21 @@ def library_modules() -> list[str]:
     return sorted(names)
 
 
-def _modules_rst() -> list[str]:
-    """``automodule`` of every submodule, without the names already documented as ``slimlib.<name>``."""
+def _modules_rst(modules=None, rubric: bool = True) -> list[str]:
+    """``automodule`` of submodules (default: all), without the names documented as ``slimlib.<name>``."""
     import slimlib
     public = {id(getattr(slimlib, n)) for n in slimlib.__all__}
     lines = []
-    for name in library_modules():
+    for name in (library_modules() if modules is None else modules):
         mod = importlib.import_module(name)
         members = getattr(mod, "__all__", None)
         if members is None:
             members = [k for k, v in vars(mod).items() if not k.startswith("_")
                        and getattr(v, "__module__", None) == name and (inspect.isclass(v) or inspect.isfunction(v))]
         skip = [k for k in members if id(getattr(mod, k, None)) in public]
-        lines += [f".. rubric:: {name}", f"   :class: slimlib-api-module", "",
-                  f".. automodule:: {name}", "   :members:"]
+        if rubric:
+            lines += [f".. rubric:: {name}", "   :class: slimlib-api-module", ""]
+        lines += [f".. automodule:: {name}", "   :members:"]
         if skip:
             lines.append(f"   :exclude-members: {', '.join(sorted(skip))}")
         lines.append("")
@@ -343,11 +375,102 @@ def _resolve_public_alias(app, env, node, contnode):
     return None
 
 
+# --------------------------------------------------------------------------- slider frames as files
+
+FRAMES_DIR = "_images/frames"
+_DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+_FRAME_BLOCKS = re.compile(r'(<img class="slimlib-frame"[^>]*>|<script type="application/json" '
+                           r'class="slimlib-frames">.*?</script>)', re.S)
+
+
+def externalise_frames(body: str, outdir, prefix: str) -> tuple[str, int]:
+    """Move the ``data:`` frames of every static explorer in ``body`` into files.
+
+    Each distinct PNG is written once as ``outdir/_images/frames/<sha1>.png``
+    and referred to as ``prefix + "_images/frames/<sha1>.png"`` (``prefix`` is
+    the way from the page up to the site root, e.g. ``"../"``).  Only the
+    explorer's ``<img class="slimlib-frame">`` and its JSON frame table are
+    touched.  Returns the new body and the number of frames replaced.
+    """
+    folder = Path(outdir) / FRAMES_DIR
+    count = 0
+
+    def to_file(m):
+        nonlocal count
+        png = base64.b64decode(m.group(1))
+        name = hashlib.sha1(png).hexdigest()[:20] + ".png"
+        target = folder / name
+        if not target.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(png)
+            os.replace(tmp, target)
+        count += 1
+        return f"{prefix}{FRAMES_DIR}/{name}"
+
+    new = _FRAME_BLOCKS.sub(lambda b: _DATA_URI.sub(to_file, b.group(0)), body)
+    return new, count
+
+
+def _frames_to_files(app, pagename, templatename, context, doctree):
+    body = context.get("body")
+    if app.builder.format != "html" or not body or "slimlib-frame" not in body:
+        return
+    prefix = "../" * pagename.count("/")
+    context["body"], n = externalise_frames(body, app.outdir, prefix)
+    if n:
+        logger.info(f"slimbook: {pagename}: {n} slider frames written to {FRAMES_DIR}/")
+
+
+# --------------------------------------------------------------------------- citations
+
+def _register_bib_style():
+    """``slimbook`` pybtex style: the bibliography labelled "Author et al., year", like the text."""
+    try:
+        from pybtex.plugin import register_plugin
+        from pybtex.richtext import Text
+        from pybtex.style.formatting.plain import Style as Plain
+        from pybtex.style.labels import BaseLabelStyle
+    except ImportError:  # pragma: no cover - sphinxcontrib-bibtex brings pybtex
+        return
+
+    def surname(person) -> str:
+        return Text.from_latex(" ".join(person.prelast_names + person.last_names)).render_as("text")
+
+    class AuthorYearLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            for entry in sorted_entries:
+                people = entry.persons.get("author") or entry.persons.get("editor") or []
+                if not people:
+                    who = entry.fields.get("organization", entry.key)
+                elif len(people) == 1:
+                    who = surname(people[0])
+                elif len(people) == 2:
+                    who = f"{surname(people[0])} and {surname(people[1])}"
+                else:
+                    who = f"{surname(people[0])} et al."
+                yield f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+    class AuthorYearStyle(Plain):
+        default_label_style = AuthorYearLabels
+        default_sorting_style = "author_year_title"
+
+    register_plugin("pybtex.style.labels", "slimbook", AuthorYearLabels, force=True)
+    register_plugin("pybtex.style.formatting", "slimbook", AuthorYearStyle, force=True)
+
+
 def _clear_api_state(app, docname, source):
     app.env.temp_data.pop("slimlib_api_done", None)
 
 
 def setup(app):
+    _register_bib_style()
+    static = str(Path(__file__).resolve().parent / "static")
+    if static not in app.config.html_static_path:
+        app.config.html_static_path.append(static)
+    app.add_css_file("slimbook.css")
+    app.add_js_file("slimbook.js")
+    app.connect("html-page-context", _frames_to_files, priority=950)
     app.add_config_value("slimlib_node_modules", "", "env")
     app.add_config_value("slimlib_notebook_branch", "", "html")
     app.add_directive("slimlib-api", SlimlibApi)

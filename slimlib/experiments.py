@@ -851,7 +851,7 @@ def fig11_data(*, models: Sequence[str] = LLAVA_MODELS, eps: Sequence[float] = (
     ResultTable
         ``panel`` = model, ``sweep`` = ``"eps"``.
     """
-    from .solvers.decomposition import stage_comparison
+    from .studies import stage_comparison
     p = load_parameters() if params is None else params
     eps = [V.number("eps[]", e, positive=True, maximum=0.999) for e in eps]
     seeds_l = _seeds(seeds)
@@ -1228,7 +1228,7 @@ def residual_reading(table: ResultTable, proposed: Sequence[str], baselines: Seq
     """
     from .plotting.experiments import _label
     from .solvers import solve
-    from .solvers.decomposition import compare_placements
+    from .studies import compare_placements
     worst = {}
     for b in dominance(table, proposed, baselines):
         key = (b["panel"], b["value"])

@@ -829,7 +829,7 @@ def fig11_data(*, models: Sequence[str] = LLAVA_MODELS, eps: Sequence[float] = (
     Algorithm 3 replaces the capacity DP of each stage of Algorithm 2 by a
     combination over a value grid set by ``eps``.  Following Algorithm 2's
     stages, the per-layer gains of every stage are computed once and combined
-    both ways (:func:`slimlib.solvers.decomposition.stage_comparison`):
+    both ways (:func:`slimlib.studies.stage_comparison`):
 
     * ``fraction``: sum over stages of the accelerated stage values divided by
       the sum of the exact DP's (guarantee: ``>= 1 - eps`` stage by stage;
@@ -1200,7 +1200,7 @@ def residual_reading(table: ResultTable, proposed: Sequence[str], baselines: Seq
     table's ``meta["seeds"]``, every solver with its default options) and, on
     the seed where the proposed method loses most, its placement is compared
     layer by layer with the baseline's
-    (:func:`slimlib.solvers.decomposition.compare_placements`).  The sentence
+    (:func:`slimlib.studies.compare_placements`).  The sentence
     then says either that both cache the same experts on other servers (the
     stages' order), or which layer the last stage could not complete, what it
     costs, and the mean latency after a second pass over the servers

@@ -52,6 +52,7 @@ import itertools
 import math
 import os
 import sys
+import time
 
 import numpy as np
 from scipy import sparse
@@ -68,7 +69,7 @@ __all__ = ["exact", "brute_force", "milp_model", "BRUTE_FORCE_LIMIT"]
 BRUTE_FORCE_LIMIT = 2_000_000
 
 
-def milp_model(problem: Problem, formulation: str = "levels"):
+def milp_model(problem: Problem, formulation: str = "levels", *, _deadline: float | None = None):
     """Build the MILP of (P1) (see the module docstring).
 
     Parameters
@@ -113,7 +114,7 @@ def milp_model(problem: Problem, formulation: str = "levels"):
     xid = -np.ones((C, N), np.int64)
     xid[xc, xn] = np.arange(P)
     if formulation == "levels":
-        return _levels_model(pm, xid, xc, xn, P, scale, wsum, base)
+        return _levels_model(pm, xid, xc, xn, P, scale, wsum, base, _deadline)
     # z variables
     zq, zn = np.nonzero(helps)
     Z = len(zq)
@@ -179,58 +180,76 @@ def milp_model(problem: Problem, formulation: str = "levels"):
                 base_s=base, pm=pm, num_binaries=P)
 
 
-def _levels_model(pm: PairModel, xid, xc, xn, P: int, scale: float, wsum: float, base: float) -> dict:
+def _levels_model(pm: PairModel, xid, xc, xn, P: int, scale: float, wsum: float, base: float,
+                  deadline: float | None = None) -> dict:
     """The "levels" MILP: for every (user, group) and every latency level the group can reach, a
-    variable ``v <= 1`` that may be 1 only if every member is available at that level."""
-    C, N = pm.C, pm.N
-    rows, cols, vals, lo, hi = [], [], [], [], []
-    obj_v, ub_v = [], []
-    const = 0.0
-    r = 0
-    nv = 0
-    for gi in range(pm.num_groups):
-        m = int(pm.g_user[gi])
-        members = [int(c) for c in pm.g_cols[gi] if c < C]
-        bm = pm.cur0[m, members]
-        B = float(bm.max())
-        wg = float(pm.g_w[gi]) / wsum / scale
-        const += wg * B
-        t = pm.T[m]
-        levels = np.unique(np.concatenate([t[t < B], bm[bm < B]]))
-        if levels.size == 0:
-            continue
-        nxt = np.append(levels[1:], B)
-        for theta, up in zip(levels, nxt):
-            # v = 1 means: the group latency is at most theta (saves up - theta of the remaining latency)
-            need = []
-            ok = True
-            for c, bc in zip(members, bm):
-                if bc <= theta:
-                    continue
-                srv = [int(xid[c, n]) for n in np.flatnonzero(t <= theta) if xid[c, n] >= 0]
-                if not srv:
-                    ok = False
-                    break
-                need.append(srv)
-            if not ok:
-                continue
-            vid = P + nv
-            nv += 1
-            obj_v.append(-wg * (up - theta))
-            for srv in need:
-                rows.append(np.full(1 + len(srv), r)); cols.append(np.r_[vid, srv])
-                vals.append(np.r_[1.0, -np.ones(len(srv))])
-                lo.append(np.array([-np.inf])); hi.append(np.array([0.0]))
-                r += 1
+    variable ``v <= 1`` that may be 1 only if every member is available at that level.
+
+    Vectorised over the groups (in chunks of bounded memory); raises :class:`_BuildTimeout` when
+    ``deadline`` (a :func:`time.perf_counter` value) passes.
+    """
+    C, N, K = pm.C, pm.N, pm.g_cols.shape[1]
+    G = pm.num_groups
+    wg_all = pm.g_w / wsum / scale
+    bm_all = pm.cur0[pm.g_user[:, None], pm.g_cols]                       # (G, K); dummy column: 0
+    B_all = bm_all.max(axis=1)
+    const = float(wg_all @ B_all)
+    xok = xid >= 0                                                         # (C, N)
+    xok = np.vstack([xok, np.zeros((1, N), bool)])                         # dummy column C
+    xidp = np.vstack([xid, -np.ones((1, N), np.int64)])
+    Jmax = N + K
+    chunk = max(1, (1 << 22) // max(1, Jmax * K * N))
+    rows, cols, vals = [], [], []
+    obj_v = []
+    nv, r = 0, 0
+    for g0 in range(0, G, chunk):
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _BuildTimeout(g0, G)
+        sl = slice(g0, min(G, g0 + chunk))
+        gc = pm.g_cols[sl]
+        bm, B, t = bm_all[sl], B_all[sl], pm.T[pm.g_user[sl]]             # (g, K), (g,), (g, N)
+        cand = np.concatenate([t, np.where(gc < C, bm, np.inf)], axis=1)  # (g, N + K)
+        cand = np.sort(np.where(cand < B[:, None], cand, np.inf), axis=1)
+        dup = np.zeros_like(cand, bool)
+        dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
+        theta = np.sort(np.where(dup, np.inf, cand), axis=1)               # distinct levels, inf = none
+        nxt = np.concatenate([theta[:, 1:], np.full((len(B), 1), np.inf)], axis=1)
+        nxt = np.where(np.isfinite(nxt), nxt, B[:, None])
+        valid = np.isfinite(theta)
+        need = bm[:, None, :] > theta[:, :, None]                          # (g, J, K)
+        avail = (t[:, None, None, :] <= theta[:, :, None, None]) & xok[gc][:, None, :, :]   # (g, J, K, N)
+        has = avail.any(axis=3)
+        ok = valid & (~need | has).all(axis=2)                             # (g, J)
+        gi, ji = np.nonzero(ok)
+        vid = P + nv + np.arange(len(gi))
+        vmap = np.full(ok.shape, -1, np.int64)
+        vmap[gi, ji] = vid
+        nv += len(gi)
+        obj_v.append(-wg_all[sl][gi] * (nxt[gi, ji] - theta[gi, ji]))
+        # one row per (group, level, needed member): v - sum_{n available} x[c, n] <= 0
+        rg, rj, rk = np.nonzero(ok[:, :, None] & need)
+        rid = r + np.arange(len(rg))
+        r += len(rg)
+        rows.append(rid); cols.append(vmap[rg, rj]); vals.append(np.ones(len(rg)))
+        a = avail[rg, rj, rk]                                              # (R, N)
+        ri, ni = np.nonzero(a)
+        rows.append(rid[ri]); cols.append(xidp[gc[rg[ri], rk[ri]], ni]); vals.append(-np.ones(len(ri)))
+    lo = [np.full(r, -np.inf)]
+    hi = [np.zeros(r)]
     smax = float(pm.col_bytes.max())
     rows.append(r + xn); cols.append(np.arange(P)); vals.append(pm.col_bytes[xc] / smax)
     lo.append(np.full(N, -np.inf)); hi.append(pm.cap / smax)
     r += N
     nvar = P + nv
     A = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, nvar))
-    return dict(c=np.r_[np.zeros(P), obj_v], A=A, lb=np.concatenate(lo), ub=np.concatenate(hi),
+    obj = np.concatenate([np.zeros(P)] + obj_v)
+    return dict(c=obj, A=A, lb=np.concatenate(lo), ub=np.concatenate(hi),
                 integrality=np.r_[np.ones(P), np.zeros(nv)], bounds=Bounds(np.zeros(nvar), np.ones(nvar)),
                 xvars=np.stack([xc, xn], 1), const=const, scale=scale, base_s=base, pm=pm, num_binaries=P)
+
+
+class _BuildTimeout(Exception):
+    """Building the MILP passed the deadline of ``exact``'s ``time_limit``."""
 
 
 @contextlib.contextmanager

@@ -339,25 +339,28 @@ def grow_heuristic(terms: _Terms, cmax: int, groups_per_step: int = HEURISTIC_GR
     """
     E, K = terms.E, terms.K
     T = len(terms.groups)
-    subs = set()                                           # every sub-group of >= 2 useful experts
-    for g in terms.groups:
-        g = np.unique(g[g >= 0])
-        for r in range(2, len(g) + 1):
-            subs.update(combinations(g.tolist(), r))
-    subs = sorted(subs)
-    gmask = np.zeros((len(subs), E), bool)
-    for t, g in enumerate(subs):
-        gmask[t, list(g)] = True
+    # candidate group moves: the useful part of every observed group (>= 2 experts); never all 2^K
+    # subsets of every group.  Ranked by the group's own term (a lower bound on its stand-alone value);
+    # only the groups tried are evaluated exactly, over every term.
+    gl = terms.groups
+    gmask = np.zeros((T, E + 1), bool)
+    gmask[np.repeat(np.arange(T), K), np.where(gl < 0, E, gl).ravel()] = True
+    gmask = gmask[:, :E]
     gsize = gmask.sum(axis=1)
-    fits = (gsize >= 2) & (gsize <= cmax)
-    gval = terms.values(gmask) if len(subs) else np.zeros(0)
-    gval = np.where(fits, gval, -np.inf)
-    rank = np.argsort(-gval, kind="stable")
-    rank = rank[np.isfinite(gval[rank])]
+    own = terms.table[:, (1 << K) - 1] if T else np.zeros(0)             # every useful member on n
+    own = np.where((gsize >= 2) & (gsize <= cmax), own, -np.inf)
+    rank = np.argsort(-own, kind="stable")
+    rank = rank[np.isfinite(own[rank]) & (own[rank] > 0)]
+    gval = np.full(T, -np.inf)
+    if len(rank):
+        top = rank[:groups_per_step]
+        gval[top] = terms.values(gmask[top])
+        rank = top[np.argsort(-gval[top], kind="stable")].tolist() + rank[groups_per_step:].tolist()
+        rank = np.array(rank)
     best = np.full(cmax + 1, -np.inf)
     best[0] = 0.0
     best_set = [np.zeros(0, np.int64)] + [None] * cmax
-    evaluated = len(subs)
+    evaluated = int(np.isfinite(gval).sum())
     rows = np.arange(T)
 
     def record(S, cur):
@@ -378,7 +381,7 @@ def grow_heuristic(terms: _Terms, cmax: int, groups_per_step: int = HEURISTIC_GR
         out[S] = -np.inf
         return out
 
-    for t in rank:                                         # every sub-group alone is a candidate too
+    for t in np.flatnonzero(np.isfinite(gval)):            # every group evaluated alone is a candidate too
         record(gmask[t], float(gval[t]))
     chains = [("singles", np.zeros(E, bool)), ("mixed", np.zeros(E, bool))]
     if len(rank):
@@ -395,8 +398,9 @@ def grow_heuristic(terms: _Terms, cmax: int, groups_per_step: int = HEURISTIC_GR
             evaluated += int((~S).sum())
             moves = [(float(single.max()), 1, int(np.argmax(single)), None)]
             if mode == "mixed":
-                cand = [t for t in rank if (gmask[t] & ~S).sum() >= 2
-                        and (gmask[t] | S).sum() <= cmax][:groups_per_step]
+                miss = (gmask[rank] & ~S).sum(axis=1)
+                okc = (miss >= 2) & (miss + int(S.sum()) <= cmax)
+                cand = rank[okc][:groups_per_step].tolist()
                 if cand:
                     U = gmask[cand] | S[None]
                     v = terms.values(U) - cur

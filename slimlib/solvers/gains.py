@@ -342,20 +342,34 @@ def grow_heuristic(terms: _Terms, cmax: int, groups_per_step: int = HEURISTIC_GR
     # candidate group moves: the useful part of every observed group (>= 2 experts); never all 2^K
     # subsets of every group.  Ranked by the group's own term (a lower bound on its stand-alone value);
     # only the groups tried are evaluated exactly, over every term.
-    gl = terms.groups
-    gmask = np.zeros((T, E + 1), bool)
-    gmask[np.repeat(np.arange(T), K), np.where(gl < 0, E, gl).ravel()] = True
-    gmask = gmask[:, :E]
+    # K <= 3: also every sub-group of >= 2 members (at most 4 per group)
+    pats = [(1 << K) - 1] if K > 3 else [b for b in range(1 << K) if bin(b).count("1") >= 2]
+    gl = np.where(terms.groups < 0, E, terms.groups)
+    masks, owns = [], []
+    for b in pats:
+        sel = np.where((b >> np.arange(K)) & 1, gl, E)                      # (T, K): members in pattern b
+        m = np.zeros((T, E + 1), bool)
+        m[np.repeat(np.arange(T), K), sel.ravel()] = True
+        masks.append(m[:, :E])
+        owns.append(terms.table[:, b] if T else np.zeros(0))
+    gmask = np.concatenate(masks) if masks else np.zeros((0, E), bool)
+    own = np.concatenate(owns) if owns else np.zeros(0)
+    if len(gmask):                                         # one row per distinct set, with its best own term
+        gmask, inv = np.unique(gmask, axis=0, return_inverse=True)
+        o = np.full(len(gmask), -np.inf)
+        np.maximum.at(o, inv.ravel(), own)
+        own = o
+    T_c = len(gmask)
     gsize = gmask.sum(axis=1)
-    own = terms.table[:, (1 << K) - 1] if T else np.zeros(0)             # every useful member on n
     own = np.where((gsize >= 2) & (gsize <= cmax), own, -np.inf)
     rank = np.argsort(-own, kind="stable")
     rank = rank[np.isfinite(own[rank]) & (own[rank] > 0)]
-    gval = np.full(T, -np.inf)
+    gval = np.full(T_c, -np.inf)
     if len(rank):
-        top = rank[:groups_per_step]
+        ntop = max(groups_per_step, (1 << 22) // max(1, T * K))          # all of them when that is cheap
+        top = rank[:ntop]
         gval[top] = terms.values(gmask[top])
-        rank = top[np.argsort(-gval[top], kind="stable")].tolist() + rank[groups_per_step:].tolist()
+        rank = top[np.argsort(-gval[top], kind="stable")].tolist() + rank[ntop:].tolist()
         rank = np.array(rank)
     best = np.full(cmax + 1, -np.inf)
     best[0] = 0.0

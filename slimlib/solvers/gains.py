@@ -345,20 +345,24 @@ def grow_heuristic(terms: _Terms, cmax: int, groups_per_step: int = HEURISTIC_GR
     # K <= 3: also every sub-group of >= 2 members (at most 4 per group)
     pats = [(1 << K) - 1] if K > 3 else [b for b in range(1 << K) if bin(b).count("1") >= 2]
     gl = np.where(terms.groups < 0, E, terms.groups)
-    masks, owns = [], []
+    sels, owns = [], []
     for b in pats:
-        sel = np.where((b >> np.arange(K)) & 1, gl, E)                      # (T, K): members in pattern b
-        m = np.zeros((T, E + 1), bool)
-        m[np.repeat(np.arange(T), K), sel.ravel()] = True
-        masks.append(m[:, :E])
+        sels.append(np.sort(np.where((b >> np.arange(K)) & 1, gl, E), axis=1))   # (T, K): members in b
         owns.append(terms.table[:, b] if T else np.zeros(0))
-    gmask = np.concatenate(masks) if masks else np.zeros((0, E), bool)
+    sel = np.concatenate(sels) if sels else np.zeros((0, K), np.int64)
     own = np.concatenate(owns) if owns else np.zeros(0)
-    if len(gmask):                                         # one row per distinct set, with its best own term
-        gmask, inv = np.unique(gmask, axis=0, return_inverse=True)
-        o = np.full(len(gmask), -np.inf)
-        np.maximum.at(o, inv.ravel(), own)
-        own = o
+    if len(sel):                                           # one row per distinct set, with its best own term
+        order = np.lexsort(sel.T[::-1])
+        sel, own = sel[order], own[order]
+        new = np.ones(len(sel), bool)
+        new[1:] = (sel[1:] != sel[:-1]).any(axis=1)
+        gid = np.cumsum(new) - 1
+        o = np.full(int(gid[-1]) + 1, -np.inf)
+        np.maximum.at(o, gid, own)
+        sel, own = sel[new], o
+    gmask = np.zeros((len(sel), E + 1), bool)
+    gmask[np.repeat(np.arange(len(sel)), K), sel.ravel()] = True
+    gmask = gmask[:, :E]
     T_c = len(gmask)
     gsize = gmask.sum(axis=1)
     own = np.where((gsize >= 2) & (gsize <= cmax), own, -np.inf)
@@ -366,7 +370,7 @@ def grow_heuristic(terms: _Terms, cmax: int, groups_per_step: int = HEURISTIC_GR
     rank = rank[np.isfinite(own[rank]) & (own[rank] > 0)]
     gval = np.full(T_c, -np.inf)
     if len(rank):
-        ntop = max(groups_per_step, (1 << 22) // max(1, T * K))          # all of them when that is cheap
+        ntop = max(groups_per_step, (1 << 20) // max(1, T * K))          # all of them when that is cheap
         top = rank[:ntop]
         gval[top] = terms.values(gmask[top])
         rank = top[np.argsort(-gval[top], kind="stable")].tolist() + rank[ntop:].tolist()

@@ -54,6 +54,8 @@ __all__ = ["synthetic_stats", "synthetic_profile", "synthetic_scores", "user_sta
 
 #: Largest number of pair scores ``L * E * E`` kept (``K >= 2``; 8 bytes each).
 MAX_PAIR_SCORES = 2 ** 27
+#: Tokens per layer of the shipped statistics of cards sampled sequentially (see :func:`write_synthetic`).
+LARGE_CARD_TOKENS = 1000
 #: Largest ``tokens * K`` sampled per layer.
 MAX_TOKENS = 2 ** 26
 
@@ -314,14 +316,19 @@ def write_synthetic(folder=None, *, seed: int = 0, **params) -> list[Path]:
     """Write ``stats/<card>-synthetic.json`` for every model card in ``models/``.
 
     ``python -m slimlib.synthetic`` calls this; the same seed and parameters
-    give byte-identical files.
+    give byte-identical files.  Cards whose ``C(E, K)`` groups are sampled
+    sequentially (modern MoEs such as 128 experts with Top-8) get
+    ``LARGE_CARD_TOKENS`` tokens per layer unless ``tokens`` is given.
     """
     from .io import data_dir, load, save
     folder = data_dir() if folder is None else Path(folder)
     out = []
     for path in sorted((folder / "models").glob("*.json")):
         card = load(path)
-        out.append(save(synthetic_stats(card, seed=seed, **params), folder / "stats" / f"{card.name}-synthetic.json"))
+        kw = dict(params)
+        if "tokens" not in kw and math.comb(card.num_experts, card.top_k) > kw.get("max_enumerate", 200_000):
+            kw["tokens"] = LARGE_CARD_TOKENS          # modern MoEs (e.g. 128 experts, Top-8): keep the file small
+        out.append(save(synthetic_stats(card, seed=seed, **kw), folder / "stats" / f"{card.name}-synthetic.json"))
     return out
 
 

@@ -36,6 +36,8 @@ __all__ = ["StageResult", "server_order", "solve_stage", "fill_free_storage", "d
 
 #: Largest ``max_units`` accepted (the DP's rows have ``max_units + 1`` floats: 256 MiB here).
 MAX_UNITS_LIMIT = 2 ** 25
+#: Above this many (user, group) rows, :func:`fill_free_storage` scores once instead of after every expert.
+FILL_RESCORE_GROUPS = 2 ** 17
 #: Named server orders (besides an explicit list of server indices).
 ORDERS = ("latency", "capacity", "rate", "index")
 
@@ -232,7 +234,9 @@ def fill_free_storage(problem: Problem, cache: list, tau_before: list, t_server:
     For ``K = 1`` this is the exact single gain and the free storage is filled
     by decreasing ``o``; for ``K >= 2`` experts are added one at a time and the
     scores recomputed after each (the remaining experts of a group that is
-    being completed gain a larger share).  Experts with ``o = 0`` are never
+    being completed gain a larger share), unless the users hold more than
+    ``FILL_RESCORE_GROUPS`` (user, group) rows in total, where the scores are
+    computed once, as for ``K = 1``.  Experts with ``o = 0`` are never
     added.
 
     Parameters
@@ -277,8 +281,10 @@ def fill_free_storage(problem: Problem, cache: list, tau_before: list, t_server:
         return out
 
     added = 0
-    if all(m.top_k == 1 for m in problem.models):
+    static = sum(len(st.group_prob) for st in problem.stats) > FILL_RESCORE_GROUPS
+    if static or all(m.top_k == 1 for m in problem.models):
         # K = 1: the scores are the exact single gains and do not change as experts are added
+        # (large K >= 2 instances: the scores are computed once, not after every expert)
         cand = [(o[l, e], u, l, e) for u, o in enumerate(scores()) if o is not None for l, e in zip(*np.nonzero(o > 0))]
         cand.sort(key=lambda t: -t[0])
         for _, u, l, e in cand:

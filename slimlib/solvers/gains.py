@@ -33,7 +33,8 @@ import numpy as np
 from ..latency import CallLatency, call_latency
 from ..problem import Placement, Problem
 
-__all__ = ["LayerGain", "stage_latency", "layer_gains", "grow_heuristic", "ENUM_LIMIT"]
+__all__ = ["LayerGain", "stage_latency", "layer_gains", "grow_heuristic", "group_completion", "ENUM_LIMIT",
+           "TABLE_MAX_K"]
 
 #: Default largest number of subsets enumerated per (model, layer) and stage.
 ENUM_LIMIT = 2 ** 16
@@ -61,7 +62,8 @@ class LayerGain:
     sets : list of ndarray of int
         ``sets[c]``: experts achieving ``h[c]``.
     how : str
-        ``"top-c"`` (K = 1, exact), ``"enumeration"`` (exact) or ``"heuristic"``.
+        ``"top-c"`` (K = 1, exact), ``"enumeration"`` (exact), ``"heuristic"``
+        (:func:`grow_heuristic`) or ``"completion"`` (:func:`group_completion`).
     evaluated : int
         Subsets evaluated to get ``h``.
     """
@@ -76,7 +78,7 @@ class LayerGain:
 
     @property
     def exact(self) -> bool:
-        return self.how != "heuristic"
+        return self.how not in ("heuristic", "completion")
 
 
 class _PrefixGain(LayerGain):
@@ -206,9 +208,19 @@ def _slots(capacity_bytes: float, size_bytes: float) -> int:
     return int(math.floor(capacity_bytes / size_bytes + 1e-9))
 
 
-def _layer_terms(problem, u, l, tau_b, t_srv):
+def _layer_terms(problem, u, l, tau_b, t_srv, stack=None, users=None):
     """Per (user, group) of model ``u``, layer ``l``: groups (T,K), before (T,K), after (T,K), weight (T,)."""
     w = problem.network.user_weight
+    if stack is not None:                                  # vectorised over the users (same values)
+        st = [problem.stats[m] for m in users]
+        # group_layer is sorted (stats are stored layer by layer): slices, not masks
+        sl = [slice(*np.searchsorted(s_.group_layer, [l, l + 1])) for s_ in st]
+        G = np.concatenate([s_.group_experts[k] for s_, k in zip(st, sl)])
+        who = np.repeat(np.arange(len(st)), [k.stop - k.start for k in sl])
+        B = stack[who[:, None], l, G]
+        A = np.minimum(B, t_srv[np.asarray(users)][who][:, None])
+        W = np.concatenate([w[m] * s_.group_prob[k] for m, s_, k in zip(users, st, sl)])
+        return G, B, A, W
     G, B, A, W = [], [], [], []
     for m in problem.users_of(u):
         s = problem.stats[m]
@@ -276,6 +288,104 @@ class _Terms:
             b = self.bits(S[i:i + step])
             out[i:i + step] = self.table[rows, b].sum(axis=1)
         return out
+
+
+#: Largest ``K`` whose stage gains use ``2^K`` tables; above it :func:`group_completion`.
+TABLE_MAX_K = 4
+
+
+def group_completion(groups, before, after, weight, cmax: int, limit: int | None = None):
+    """Stage gains ``h(c)`` of one layer by greedy group completion (``K > TABLE_MAX_K``; chapter *Successive decomposition*).
+
+    Works over the observed (user, group) terms only (``O(T K)`` memory, no
+    ``2^K`` table, no subset enumeration).  A *move* completes one distinct
+    observed group: it adds the group's useful experts (those that some user
+    would reach faster on the server) that are not yet in ``S``.  Starting
+    from ``S = {}``, the move with the largest *own gain per added expert*
+    (the summed gain of the terms of that group once it is complete) that
+    keeps ``|S| <= cmax`` is applied; the chain stops when no move fits or
+    gains.  The value recorded for a chain set is the summed gain of the
+    terms whose useful experts are all in it (``O(D K)`` per move for ``D``
+    distinct groups; terms covered in part can only add to it, so it is a
+    lower bound on ``g(S)``).  ``h(c)`` is the best chain value with at most
+    ``c`` experts, a lower bound on the exact ``h`` (each value is attained,
+    or exceeded, by a set of that size or smaller).  Measured against exact enumeration in the tests and in
+    ``benchmarks/bench_scale.py``.
+
+    Parameters
+    ----------
+    groups, before, after : ndarray, shape (T, K)
+        Experts, latency without and with the server, s.
+    weight : ndarray, shape (T,)
+        ``w_m P_{m,l}(G)``.
+    cmax : int
+        Largest number of experts.
+    limit : int, optional
+        Stop the chain once ``|S| >= limit`` (``layer_gains`` passes
+        ``max(4 K, 4 Q_n / (s J))``, four times a layer's share of the server
+        for ``J`` layers; ``h`` is flat beyond the chain).
+
+    Returns
+    -------
+    (h, sets, evaluated) or None when nothing gains.
+    """
+    useful = after < before                                            # (T, K)
+    keep = useful.any(axis=1) & (weight > 0)
+    if not keep.any():
+        return None
+    groups, before, after, weight, useful = groups[keep], before[keep], after[keep], weight[keep], useful[keep]
+    bmax = before.max(axis=1)
+    full = weight * (bmax - after.max(axis=1))                         # gain of the term when complete
+    # distinct groups by their useful members (sorted, -1 padded)
+    mem = np.sort(np.where(useful, groups, -1), axis=1)
+    order = np.lexsort(mem.T[::-1])
+    ms = mem[order]
+    new = np.ones(len(ms), bool)
+    new[1:] = (ms[1:] != ms[:-1]).any(axis=1)
+    gid = np.empty(len(ms), np.int64)
+    gid[order] = np.cumsum(new) - 1
+    D = int(gid.max()) + 1
+    dmem = ms[new]                                                     # (D, K) experts, -1 = none
+    own = np.bincount(gid, weights=full, minlength=D)
+    E = int(groups.max()) + 1
+    S = np.zeros(E + 1, bool)                                          # last entry: the -1 padding
+    S[-1] = True
+    chain_sets, chain_vals = [np.zeros(0, np.int64)], [0.0]
+    evaluated = 0
+    done = np.zeros(D, bool)
+    Dm = np.zeros((D, E + 1), np.float32)                              # membership, (D, E + 1)
+    Dm[np.repeat(np.arange(D), dmem.shape[1]), np.where(dmem < 0, E, dmem).ravel()] = 1.0
+    Dm[:, E] = 0.0
+    miss = Dm.sum(axis=1)
+    size = 0
+    while True:
+        if limit is not None and size >= limit:
+            break
+        ok = ~done & (miss > 0) & (size + miss <= cmax) & (own > 0)
+        if not ok.any():
+            break
+        ratio = np.where(ok, own / np.maximum(miss, 1), -np.inf)
+        d = int(np.argmax(ratio))
+        add = np.flatnonzero(Dm[d, :E] > 0)
+        add = add[~S[add]]
+        S[add] = True
+        size += len(add)
+        miss = miss - Dm[:, add].sum(axis=1)                           # experts each group still needs
+        done = miss <= 0.5                                             # groups complete now
+        val = float(own[done].sum())
+        evaluated += 1
+        if val > chain_vals[-1]:
+            chain_vals.append(val)
+            chain_sets.append(np.flatnonzero(S[:-1]))
+    # values and sizes both increase along the chain: h(c) is the last chain set with at most c experts
+    sizes = np.array([len(st) for st in chain_sets])
+    idx = np.searchsorted(sizes, np.arange(cmax + 1), side="right") - 1
+    h = np.asarray(chain_vals)[idx]
+    sets = [chain_sets[i] for i in idx.tolist()]
+    top = int(np.flatnonzero(h >= h[-1])[0])
+    if not h[top] > 0:
+        return None
+    return h[:top + 1], sets[:top + 1], evaluated
 
 
 def _subset_count(E: int, cmax: int) -> int:
@@ -625,7 +735,18 @@ def layer_gains(problem: Problem, placement: Placement, server: int, *, enum_lim
         if mod.num_experts <= DENSE_MAX_EXPERTS and _subset_count(mod.num_experts, cap) <= enum_limit:
             items += _dense_gains(problem, u, tau_b, t_srv, cap, _ctx, stacks[u])
             continue
+        big = mod.top_k > TABLE_MAX_K
+        # chains stop at a few times the layer's share of the server (the DP splits cap over all layers)
+        layers = sum(m.num_layers for m in problem.models)
+        hint = min(cap, max(4 * mod.top_k, int(math.ceil(4 * cap / layers))))
         for l in range(mod.num_layers):
+            if big:                                             # no 2^K tables: group completion over terms
+                res = group_completion(*_layer_terms(problem, u, l, tau_b, t_srv, stacks[u], users), cap,
+                                       limit=hint)
+                if res is not None:
+                    h, sets, ev = res
+                    items.append(LayerGain(u, l, s, h, sets, "completion", ev))
+                continue
             terms = _Terms(*_layer_terms(problem, u, l, tau_b, t_srv), mod.top_k)
             if terms.E == 0 or not (terms.table > 0).any():
                 continue

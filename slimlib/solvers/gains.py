@@ -338,16 +338,24 @@ def group_completion(groups, before, after, weight, cmax: int, limit: int | None
     full = weight * (bmax - after.max(axis=1))                         # gain of the term when complete
     # distinct groups by their useful members (sorted, -1 padded)
     mem = np.sort(np.where(useful, groups, -1), axis=1)
-    order = np.lexsort(mem.T[::-1])
-    ms = mem[order]
-    new = np.ones(len(ms), bool)
-    new[1:] = (ms[1:] != ms[:-1]).any(axis=1)
-    gid = np.empty(len(ms), np.int64)
-    gid[order] = np.cumsum(new) - 1
-    D = int(gid.max()) + 1
-    dmem = ms[new]                                                     # (D, K) experts, -1 = none
-    own = np.bincount(gid, weights=full, minlength=D)
     E = int(groups.max()) + 1
+    K = groups.shape[1]
+    if K * math.log2(E + 1) < 62:                                      # one integer key per row
+        key = ((mem + 1) * (E + 1) ** np.arange(K, dtype=np.int64)).sum(axis=1)
+        _, first, gid = np.unique(key, return_index=True, return_inverse=True)
+        gid = gid.ravel()
+        dmem = mem[first]
+        D = len(first)
+    else:
+        order = np.lexsort(mem.T[::-1])
+        ms = mem[order]
+        new = np.ones(len(ms), bool)
+        new[1:] = (ms[1:] != ms[:-1]).any(axis=1)
+        gid = np.empty(len(ms), np.int64)
+        gid[order] = np.cumsum(new) - 1
+        D = int(gid.max()) + 1
+        dmem = ms[new]                                                 # (D, K) experts, -1 = none
+    own = np.bincount(gid, weights=full, minlength=D)
     S = np.zeros(E + 1, bool)                                          # last entry: the -1 padding
     S[-1] = True
     chain_sets, chain_vals = [np.zeros(0, np.int64)], [0.0]

@@ -6,6 +6,7 @@ the book uses the same family of instances.
 """
 from __future__ import annotations
 
+import math
 from itertools import combinations
 
 import numpy as np
@@ -16,7 +17,7 @@ from .network import Network
 from .problem import Problem
 from .stats import ActivationStats
 
-__all__ = ["random_stats", "random_problem", "random_mixed_problem"]
+__all__ = ["random_stats", "random_problem", "random_mixed_problem", "MAX_GROUPS"]
 
 
 def _check_sizes(**sizes) -> None:
@@ -25,6 +26,21 @@ def _check_sizes(**sizes) -> None:
         V.number(name, v, integer=True, positive=True)
     if sizes["top_k"] > sizes["num_experts"]:
         raise V.fail("top_k", sizes["top_k"], f"must be <= num_experts={sizes['num_experts']}")
+
+
+#: Largest number of groups per layer :func:`random_stats` lists (``C(E, K)`` above it is sampled).
+MAX_GROUPS = 2 ** 20
+
+
+def _sample_groups(rng, E: int, K: int, n: int) -> np.ndarray:
+    """``n`` distinct random ``K``-subsets of ``range(E)``, sorted rows in lexicographic order (no ``C(E, K)`` list)."""
+    out = np.zeros((0, K), np.int64)
+    while len(out) < n:
+        m = int(1.2 * (n - len(out))) + 8
+        g = np.sort(np.argpartition(rng.random((m, E)), K - 1, axis=1)[:, :K], axis=1)
+        out = np.unique(np.concatenate([out, g]), axis=0)
+    keep = np.sort(rng.choice(len(out), size=n, replace=False))
+    return out[keep]
 
 
 def random_stats(rng, num_layers: int, num_experts: int, top_k: int, *, concentration: float = 0.5,
@@ -39,13 +55,25 @@ def random_stats(rng, num_layers: int, num_experts: int, top_k: int, *, concentr
         Dirichlet parameter; small values give skewed routing.
     max_groups : int, optional
         Keep at most this many groups per layer (drawn at random) when ``C(E, K)`` is large.
+        Above ``MAX_GROUPS`` groups the ``C(E, K)`` groups are never listed: ``max_groups``
+        distinct random groups are sampled directly (and ``max_groups`` is then required).
     """
     rng = np.random.default_rng(rng)
-    all_groups = np.array(list(combinations(range(num_experts), top_k)))
+    _check_sizes(num_layers=num_layers, num_experts=num_experts, top_k=top_k)
+    if max_groups is not None:
+        max_groups = V.number("max_groups", max_groups, integer=True, positive=True, maximum=MAX_GROUPS)
+    total = math.comb(num_experts, top_k)
+    if max_groups is None and total > MAX_GROUPS:
+        raise V.fail("max_groups", None, f"C({num_experts}, {top_k}) = {total:.3g} groups per layer exceed "
+                                         f"{MAX_GROUPS}; give max_groups")
+    listed = total <= MAX_GROUPS
+    all_groups = np.array(list(combinations(range(num_experts), top_k))) if listed else None
     groups, probs = [], []
     for _ in range(num_layers):
         g = all_groups
-        if max_groups is not None and len(g) > max_groups:
+        if not listed:
+            g = _sample_groups(rng, num_experts, top_k, max_groups)
+        elif max_groups is not None and len(g) > max_groups:
             g = g[np.sort(rng.choice(len(g), size=max_groups, replace=False))]
         p = rng.dirichlet(np.full(len(g), concentration))
         p = np.maximum(p, 1e-12)

@@ -24,7 +24,9 @@ For every MoE layer ``l`` (``z``, ``eps``, ``s`` standard normal, ``u`` uniform)
 
 When ``C(E, K)`` exceeds ``max_enumerate`` the groups are sampled instead, one
 expert after the other, each with probability ``∝ exp(alpha_e + sum of beta with the
-experts already chosen)`` — the same scores, sequential rather than joint.
+experts already chosen)`` — the same scores, sequential rather than joint
+(vectorised over the tokens with the Gumbel-max trick).  ``K = 1`` keeps no
+pair scores, so its memory is ``O(L E)``.
 
 The defaults (``skew=(0.5, 1.5)``, ``layer_corr=0.3``, ``affinity=1.0``)
 were chosen so that the heatmaps look like a trained router's: in the MoE-LLaVA
@@ -50,6 +52,13 @@ from .stats import ActivationStats
 
 __all__ = ["synthetic_stats", "synthetic_profile", "synthetic_scores", "user_stats", "write_synthetic", "DEFAULTS"]
 
+#: Largest number of pair scores ``L * E * E`` kept (``K >= 2``; 8 bytes each).
+MAX_PAIR_SCORES = 2 ** 27
+#: Tokens per layer of the shipped statistics of cards sampled sequentially (see :func:`write_synthetic`).
+LARGE_CARD_TOKENS = 1000
+#: Largest ``tokens * K`` sampled per layer.
+MAX_TOKENS = 2 ** 26
+
 #: Default generator parameters (documented in the module docstring).
 DEFAULTS = dict(tokens=50_000, skew=(0.5, 1.5), layer_corr=0.3, affinity=1.0)
 
@@ -74,7 +83,8 @@ def _check(model, seed, skew, layer_corr, affinity):
 
 
 def synthetic_scores(model: MoEModel, *, seed: int = 0, skew=DEFAULTS["skew"],
-                     layer_corr: float = DEFAULTS["layer_corr"], affinity: float = DEFAULTS["affinity"]):
+                     layer_corr: float = DEFAULTS["layer_corr"], affinity: float = DEFAULTS["affinity"],
+                     _keep_pairs: bool = False):
     """The scores of the generative model (module docstring), before any group is formed.
 
     Returns
@@ -83,35 +93,71 @@ def synthetic_scores(model: MoEModel, *, seed: int = 0, skew=DEFAULTS["skew"],
         Per-layer popularity spread.
     a : ndarray, shape (L, E)
         Expert scores ``alpha_{l,e} = sigma_l z_{l,e}``.
-    b : ndarray, shape (L, E, E)
-        Symmetric pair scores ``beta_{l,ij}`` (zero diagonal).
+    b : ndarray, shape (L, E, E), or None
+        Symmetric pair scores ``beta_{l,ij}`` (zero diagonal); ``None`` for
+        ``K = 1``, where they play no role (they are still drawn, so the
+        random stream is the same, but not kept: no ``(L, E, E)`` tensor).
     rng : numpy.random.Generator
         The generator, positioned after these draws (token sampling continues from it).
     """
     seed, (lo, hi), layer_corr, affinity = _check(model, seed, skew, layer_corr, affinity)
     L, E = model.num_layers, model.num_experts
+    pairs = model.top_k >= 2 or _keep_pairs
+    if pairs and L * E * E > MAX_PAIR_SCORES:
+        raise V.fail("model", model.name, f"pair scores need L*E*E = {L * E * E} floats, more than "
+                                          f"{MAX_PAIR_SCORES}")
     rng = _rng(seed, model.name)
     sigma = lo + (hi - lo) * rng.random(L)
     a = np.zeros((L, E))
-    b = np.zeros((L, E, E))
+    b = np.zeros((L, E, E)) if pairs else None
     z = rng.standard_normal(E)
+    rows = max(1, (1 << 20) // max(E, 1))
     for l in range(L):
         if l > 0:
             z = layer_corr * z + math.sqrt(1 - layer_corr ** 2) * rng.standard_normal(E)
         a[l] = sigma[l] * z
-        t = affinity * np.triu(rng.standard_normal((E, E)), 1)
-        b[l] = t + t.T
+        if pairs:
+            t = affinity * np.triu(rng.standard_normal((E, E)), 1)
+            b[l] = t + t.T
+        else:
+            # K = 1 never uses pair scores: draw them (the stream stays that of every shipped file) in
+            # chunks of rows, without keeping them
+            for r0 in range(0, E, rows):
+                rng.standard_normal((min(rows, E - r0), E))
     return sigma, a, b, rng
 
 
 def _group_probs(a_l, b_l, groups):
     score = a_l[groups].sum(axis=1)
     K = groups.shape[1]
-    for i in range(K):
+    for i in range(K if b_l is not None else 0):
         for j in range(i + 1, K):
             score = score + b_l[groups[:, i], groups[:, j]]
     p = np.exp(score - score.max())
     return p / p.sum()
+
+
+def _sample_sequential(rng, a_l, b_l, tokens: int, K: int) -> np.ndarray:
+    """``tokens`` groups, one expert after the other with probability ``∝ exp(alpha_e + sum beta)`` (Gumbel-max).
+
+    Vectorised over the tokens (in chunks of bounded memory): at step ``k`` every
+    token adds ``argmax_e (score_e + Gumbel noise)`` over the experts it has not
+    chosen yet, which is a draw from the normalised ``exp(score)``.
+    """
+    E = len(a_l)
+    routes = np.empty((tokens, K), dtype=np.int64)
+    chunk = max(1, (1 << 21) // max(E, 1))
+    for t0 in range(0, tokens, chunk):
+        n = min(chunk, tokens - t0)
+        sc = np.broadcast_to(a_l, (n, E)).copy()
+        rows = np.arange(n)
+        for k in range(K):
+            e = np.argmax(sc + rng.gumbel(size=(n, E)), axis=1)
+            routes[t0:t0 + n, k] = e
+            if b_l is not None:
+                sc += b_l[e]
+            sc[rows, e] = -np.inf
+    return routes
 
 
 def synthetic_profile(model: MoEModel, *, seed: int = 0, skew=DEFAULTS["skew"],
@@ -175,26 +221,21 @@ def synthetic_stats(model: MoEModel, *, seed: int = 0, tokens: int = DEFAULTS["t
     seed, (lo, hi), layer_corr, affinity = _check(model, seed, skew, layer_corr, affinity)
     tokens = V.number("tokens", tokens, integer=True, positive=True)
     L, E, K = model.num_layers, model.num_experts, model.top_k
+    if tokens * K > MAX_TOKENS:
+        raise V.fail("tokens", tokens, f"tokens * K = {tokens * K} exceeds {MAX_TOKENS}")
+    max_enumerate = V.number("max_enumerate", max_enumerate, integer=True, nonneg=True)
     sigma, a, b, rng = synthetic_scores(model, seed=seed, skew=(lo, hi), layer_corr=layer_corr, affinity=affinity)
     enumerate_ = math.comb(E, K) <= max_enumerate
     all_groups = np.array(list(combinations(range(E), K)), dtype=np.int64).reshape(-1, K) if enumerate_ else None
     groups, counts = [], []
     for l in range(L):
         if enumerate_:
-            c = rng.multinomial(tokens, _group_probs(a[l], b[l], all_groups))
+            c = rng.multinomial(tokens, _group_probs(a[l], b[l] if b is not None else None, all_groups))
             keep = c > 0
             groups.append(all_groups[keep])
             counts.append(c[keep])
         else:
-            routes = np.empty((tokens, K), dtype=np.int64)
-            for t in range(tokens):
-                sc = a[l].copy()
-                for k in range(K):
-                    w = np.exp(sc - sc[np.isfinite(sc)].max())
-                    e = rng.choice(E, p=w / w.sum())
-                    routes[t, k] = e
-                    sc = sc + b[l, e]
-                    sc[routes[t, :k + 1]] = -np.inf
+            routes = _sample_sequential(rng, a[l], None if b is None else b[l], tokens, K)
             g, c = np.unique(np.sort(routes, axis=1), axis=0, return_counts=True)
             groups.append(g)
             counts.append(c)
@@ -275,14 +316,19 @@ def write_synthetic(folder=None, *, seed: int = 0, **params) -> list[Path]:
     """Write ``stats/<card>-synthetic.json`` for every model card in ``models/``.
 
     ``python -m slimlib.synthetic`` calls this; the same seed and parameters
-    give byte-identical files.
+    give byte-identical files.  Cards whose ``C(E, K)`` groups are sampled
+    sequentially (modern MoEs such as 128 experts with Top-8) get
+    ``LARGE_CARD_TOKENS`` tokens per layer unless ``tokens`` is given.
     """
     from .io import data_dir, load, save
     folder = data_dir() if folder is None else Path(folder)
     out = []
     for path in sorted((folder / "models").glob("*.json")):
         card = load(path)
-        out.append(save(synthetic_stats(card, seed=seed, **params), folder / "stats" / f"{card.name}-synthetic.json",
+        kw = dict(params)
+        if "tokens" not in kw and math.comb(card.num_experts, card.top_k) > kw.get("max_enumerate", 200_000):
+            kw["tokens"] = LARGE_CARD_TOKENS          # modern MoEs (e.g. 128 experts, Top-8): keep the file small
+        out.append(save(synthetic_stats(card, seed=seed, **kw), folder / "stats" / f"{card.name}-synthetic.json",
                         overwrite=True))
     return out
 

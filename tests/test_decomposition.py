@@ -11,9 +11,11 @@ from hypothesis import given, settings, strategies as st
 import slimlib
 from slimlib import MoEModel, Network, Placement, Problem, latency_reduction
 from slimlib.instances import random_problem, random_stats
-from slimlib.solvers import decomposition as dec
-from slimlib.solvers.decomposition import (combine_accelerated, combine_dp, dp_unit, layer_gains, server_order,
-                                           solve_stage, stage_comparison)
+from slimlib.solvers import gains, knapsack
+from slimlib.solvers.decomposition import server_order, solve_stage
+from slimlib.solvers.gains import layer_gains
+from slimlib.solvers.knapsack import combine_accelerated, combine_dp, dp_unit
+from slimlib.studies import compare_placements, stage_comparison
 
 from conftest import tiny_problems
 
@@ -144,7 +146,7 @@ def test_stage_equals_exhaustive_search(problem, seed):
     st_ = solve_stage(problem, pl, n)
     assert st_.exact
     assert st_.value == pytest.approx(best, rel=1e-9, abs=1e-15)
-    with mock.patch.object(dec, "DENSE_MAX_EXPERTS", 0):      # the per-layer enumeration path
+    with mock.patch.object(gains, "DENSE_MAX_EXPERTS", 0):      # the per-layer enumeration path
         st2 = solve_stage(problem, pl, n)
     assert st2.exact and st2.value == pytest.approx(best, rel=1e-9, abs=1e-15)
     after = apply_stage(base, st_, n)
@@ -445,7 +447,7 @@ def test_compare_placements():
     p = two_speed_problem()
     t = slimlib.call_latency(p).edge[0]
     new, old = slimlib.solve(p, "decomposition"), slimlib.solve(p, "decomposition", order="index")
-    d = dec.compare_placements(p, old, new)
+    d = compare_placements(p, old, new)
     assert d["latency_a"] == pytest.approx(0.7 * t[0] + 0.3 * t[1], rel=1e-12)
     assert d["latency_b"] == pytest.approx(0.7 * t[1] + 0.3 * t[0], rel=1e-12)
     assert d["layer_a"][0].sum() == pytest.approx(d["latency_a"], rel=1e-12)
@@ -455,10 +457,10 @@ def test_compare_placements():
     # on a random problem: per-layer shares add up to the evaluator, and a placement equals itself
     q = random_problem(3, num_users=3, num_servers=2, num_layers=3, num_experts=4, top_k=2, server_slots=(1, 4))
     pl = slimlib.solve(q, "decomposition")
-    e = dec.compare_placements(q, pl, Placement.empty(q))
+    e = compare_placements(q, pl, Placement.empty(q))
     assert e["layer_a"][0].sum() == pytest.approx(slimlib.average_latency(q, pl), rel=1e-12)
     assert e["only_a"] == int(pl.server[0].any(axis=0).sum()) and e["only_b"] == 0 and e["moved"] == 0
-    same = dec.compare_placements(q, pl, pl)
+    same = compare_placements(q, pl, pl)
     assert same["worst_delta"] == same["rest_delta"] == 0.0 and same["moved"] == 0
 
 
@@ -469,10 +471,10 @@ def test_compare_placements():
 def test_fast_dp_step_is_maxplus_strided(a, b, step):
     a, b = np.array(a), np.array(b)
     c_ref, arg_ref = slimlib.maxplus.maxplus_strided(a, b, step, len(a))
-    c, arg = dec._maxplus_step(a, b, step)
+    c, arg = knapsack._maxplus_step(a, b, step)
     assert np.array_equal(c, c_ref) and np.array_equal(arg, arg_ref)
     if np.isfinite(a).all():
-        c2, arg2 = dec._maxplus_step(a, b, step, finite=True)
+        c2, arg2 = knapsack._maxplus_step(a, b, step, finite=True)
         assert np.array_equal(c2, c_ref) and np.array_equal(arg2, arg_ref)
 
 
@@ -486,7 +488,7 @@ def test_trusted_combinations_are_the_checked_ones(tables, eps):
     ca, va, ia = combine_accelerated(hs, sizes.astype(float), float(cap), eps)
     cb, vb, ib = combine_accelerated(hs, sizes.astype(float), float(cap), eps, _trusted=True)
     assert np.array_equal(ca, cb) and va == vb and ia == ib
-    assert dec._concave_flags(hs, 1e-9) == [slimlib.maxplus.is_concave(h, 1e-9) for h in hs]
+    assert knapsack._concave_flags(hs, 1e-9) == [slimlib.maxplus.is_concave(h, 1e-9) for h in hs]
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -497,7 +499,7 @@ def test_stage_latency_is_the_evaluator_without_the_server(seed):
     for n in range(p.num_servers):
         pl = random_others(p, n, rng)
         pl.server[0][n] = rng.random(pl.server[0][n].shape) < 0.5        # ignored by the stage
-        tau, t_srv = dec.stage_latency(p, pl, n)
+        tau, t_srv = gains.stage_latency(p, pl, n)
         base = pl.copy()
         base.server[0][n] = False
         for m in range(p.num_users):
@@ -513,6 +515,6 @@ def test_top_c_sets_are_prefixes():
         assert it.how == "top-c" and len(it.sets) == len(it.h)
         ranking = it.sets[-1]
         for c, s in enumerate(it.sets):
-            assert np.array_equal(s, ranking[:c]) and np.array_equal(dec._chosen(it, c), s)
+            assert np.array_equal(s, ranking[:c]) and np.array_equal(gains._chosen(it, c), s)
         # h is the running sum of the single gains in ranking order
         assert it.h[0] == 0 and np.all(np.diff(it.h) > 0)

@@ -90,7 +90,7 @@ def test_residual_reading_names_the_points_where_a_proposed_method_loses():
     """A hand-made Figure 6 table on Switch-base-8 (Table 1 network, seed 0): empty reading when the
     decomposition is below every baseline; otherwise one sentence per point, worst last, whose numbers
     come from the table and from re-solving the point."""
-    from slimlib.solvers.decomposition import compare_placements
+    from slimlib.studies import compare_placements
 
     def row(m, v, lat):
         return dict(figure="fig6", panel="switch-base-8", method=m, sweep="server_storage_gb", value=v,

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import slimlib
+from slimlib import latency_reduction
 from slimlib.instances import random_mixed_problem, random_problem
 from slimlib.solvers.greedy import PairModel, greedy_trace, k2_counterexample, study_problem
 
@@ -314,3 +315,23 @@ def test_batched_gains_bit_identical_to_single_pairs(p):
     assert np.array_equal(g, single)
     for c in range(pm.C):
         assert np.array_equal(pm.gains_range(cur, c, pm.C), g[c:])
+
+
+def test_k2_greedy_completes_groups_when_everything_fits():
+    """Issue 13, item 4: at K >= 2 the plain density greedy cached nothing even when everything fits."""
+    for seed in range(4):
+        p = random_problem(seed, num_users=2, num_servers=2, num_layers=2, num_experts=3, top_k=2,
+                           server_slots=(6, 6))
+        plain = slimlib.solve(p, "greedy", completion=False)
+        pl = slimlib.solve(p, "greedy")
+        ex = slimlib.solve(p, "exact")
+        assert pl.is_feasible(p)
+        assert latency_reduction(p, pl) >= latency_reduction(p, plain)
+        assert latency_reduction(p, pl) == pytest.approx(latency_reduction(p, ex), rel=1e-9)
+    assert plain.info["group_completions"] == 0 and pl.info["group_completions"] > 0
+
+
+def test_completion_option_is_validated():
+    p = random_problem(0, top_k=2)
+    with pytest.raises(ValueError, match="completion"):
+        slimlib.solve(p, "greedy", completion="yes")

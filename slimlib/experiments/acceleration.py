@@ -24,7 +24,7 @@ __all__: list[str] = []
 
 def fig11_point(pt: dict) -> list[dict]:
     """One point of Figure 11 (a model and a seed): the DP row, then one accelerated row per ``pt["eps"]``."""
-    from ..solvers.decomposition import stage_comparison
+    from ..studies import stage_comparison
     problem, src = _problem(pt)
     mod, seed, eps, unit = problem.models[0], pt["seed"], pt["eps"], pt["dp_unit_bytes"]
     base = dict(figure="fig11", panel=pt["panel"], sweep="eps", model=mod.name, top_k=mod.top_k,
@@ -66,7 +66,7 @@ def fig11_data(*, models: Sequence[str] = LLAVA_MODELS, eps: Sequence[float] = (
     Algorithm 3 replaces the capacity DP of each stage of Algorithm 2 by a
     combination over a value grid set by ``eps``.  Following Algorithm 2's
     stages, the per-layer gains of every stage are computed once and combined
-    both ways (:func:`slimlib.solvers.decomposition.stage_comparison`):
+    both ways (:func:`slimlib.studies.stage_comparison`):
 
     * ``fraction``: sum over stages of the accelerated stage values divided by
       the sum of the exact DP's (guarantee: ``>= 1 - eps`` stage by stage;

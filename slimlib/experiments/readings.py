@@ -308,7 +308,7 @@ def residual_reading(table: ResultTable, proposed: Sequence[str], baselines: Seq
     table's ``meta["seeds"]``, every solver with its default options) and, on
     the seed where the proposed method loses most, its placement is compared
     layer by layer with the baseline's
-    (:func:`slimlib.solvers.decomposition.compare_placements`).  The sentence
+    (:func:`slimlib.studies.compare_placements`).  The sentence
     then says either that both cache the same experts on other servers (the
     stages' order), or which layer the last stage could not complete, what it
     costs, and the mean latency after a second pass over the servers
@@ -335,7 +335,7 @@ def residual_reading(table: ResultTable, proposed: Sequence[str], baselines: Seq
         Latencies are printed in ms per token.
     """
     from ..solvers import solve
-    from ..solvers.decomposition import compare_placements
+    from ..studies import compare_placements
     worst = {}
     for b in dominance(table, proposed, baselines):
         key = (b["panel"], b["value"])

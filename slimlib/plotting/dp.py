@@ -2,7 +2,7 @@
 
 Draw functions only; the data come from :mod:`slimlib.solvers.decomposition`
 (:func:`~slimlib.solvers.decomposition.solve_stage`,
-:func:`~slimlib.solvers.decomposition.stage_comparison`) and
+:func:`~slimlib.studies.stage_comparison`) and
 :mod:`slimlib.maxplus`.
 """
 from __future__ import annotations
@@ -206,7 +206,7 @@ def draw_eps_tradeoff(rows, *, source: str = "statistics: synthetic"):
     Parameters
     ----------
     rows : list of dict
-        From :func:`slimlib.solvers.decomposition.stage_comparison` (several
+        From :func:`slimlib.studies.stage_comparison` (several
         problems concatenated; an optional key ``label`` separates the DP
         variants, e.g. different capacity units, and ``problem`` the instances).
     source : str

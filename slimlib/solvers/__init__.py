@@ -6,6 +6,14 @@ method is a function ``f(problem, **options) -> Placement`` registered with
 records the method name.  Chapters: *Greedy for K=1* (``greedy``),
 *Successive decomposition* (``decomposition``), *Max-plus convolution*
 (``accelerated``), and the baselines in *Experiments*.
+
+Modules, one concept each: :mod:`~slimlib.solvers.gains` (per-layer stage
+gains), :mod:`~slimlib.solvers.knapsack` (combining them under a server's
+storage: DP and value grid), :mod:`~slimlib.solvers.decomposition` (the
+successive stages), :mod:`~slimlib.solvers.greedy`,
+:mod:`~slimlib.solvers.exact` and :mod:`~slimlib.solvers.baselines`.
+Measurements used only by the chapters live in :mod:`slimlib.studies`;
+certified upper bounds in :mod:`slimlib.bounds`.
 """
 from __future__ import annotations
 

@@ -52,6 +52,7 @@ import itertools
 import math
 import os
 import sys
+import time
 
 import numpy as np
 from scipy import sparse
@@ -68,7 +69,7 @@ __all__ = ["exact", "brute_force", "milp_model", "BRUTE_FORCE_LIMIT"]
 BRUTE_FORCE_LIMIT = 2_000_000
 
 
-def milp_model(problem: Problem, formulation: str = "levels"):
+def milp_model(problem: Problem, formulation: str = "levels", *, _deadline: float | None = None):
     """Build the MILP of (P1) (see the module docstring).
 
     Parameters
@@ -113,7 +114,7 @@ def milp_model(problem: Problem, formulation: str = "levels"):
     xid = -np.ones((C, N), np.int64)
     xid[xc, xn] = np.arange(P)
     if formulation == "levels":
-        return _levels_model(pm, xid, xc, xn, P, scale, wsum, base)
+        return _levels_model(pm, xid, xc, xn, P, scale, wsum, base, _deadline)
     # z variables
     zq, zn = np.nonzero(helps)
     Z = len(zq)
@@ -179,58 +180,76 @@ def milp_model(problem: Problem, formulation: str = "levels"):
                 base_s=base, pm=pm, num_binaries=P)
 
 
-def _levels_model(pm: PairModel, xid, xc, xn, P: int, scale: float, wsum: float, base: float) -> dict:
+def _levels_model(pm: PairModel, xid, xc, xn, P: int, scale: float, wsum: float, base: float,
+                  deadline: float | None = None) -> dict:
     """The "levels" MILP: for every (user, group) and every latency level the group can reach, a
-    variable ``v <= 1`` that may be 1 only if every member is available at that level."""
-    C, N = pm.C, pm.N
-    rows, cols, vals, lo, hi = [], [], [], [], []
-    obj_v, ub_v = [], []
-    const = 0.0
-    r = 0
-    nv = 0
-    for gi in range(pm.num_groups):
-        m = int(pm.g_user[gi])
-        members = [int(c) for c in pm.g_cols[gi] if c < C]
-        bm = pm.cur0[m, members]
-        B = float(bm.max())
-        wg = float(pm.g_w[gi]) / wsum / scale
-        const += wg * B
-        t = pm.T[m]
-        levels = np.unique(np.concatenate([t[t < B], bm[bm < B]]))
-        if levels.size == 0:
-            continue
-        nxt = np.append(levels[1:], B)
-        for theta, up in zip(levels, nxt):
-            # v = 1 means: the group latency is at most theta (saves up - theta of the remaining latency)
-            need = []
-            ok = True
-            for c, bc in zip(members, bm):
-                if bc <= theta:
-                    continue
-                srv = [int(xid[c, n]) for n in np.flatnonzero(t <= theta) if xid[c, n] >= 0]
-                if not srv:
-                    ok = False
-                    break
-                need.append(srv)
-            if not ok:
-                continue
-            vid = P + nv
-            nv += 1
-            obj_v.append(-wg * (up - theta))
-            for srv in need:
-                rows.append(np.full(1 + len(srv), r)); cols.append(np.r_[vid, srv])
-                vals.append(np.r_[1.0, -np.ones(len(srv))])
-                lo.append(np.array([-np.inf])); hi.append(np.array([0.0]))
-                r += 1
+    variable ``v <= 1`` that may be 1 only if every member is available at that level.
+
+    Vectorised over the groups (in chunks of bounded memory); raises :class:`_BuildTimeout` when
+    ``deadline`` (a :func:`time.perf_counter` value) passes.
+    """
+    C, N, K = pm.C, pm.N, pm.g_cols.shape[1]
+    G = pm.num_groups
+    wg_all = pm.g_w / wsum / scale
+    bm_all = pm.cur0[pm.g_user[:, None], pm.g_cols]                       # (G, K); dummy column: 0
+    B_all = bm_all.max(axis=1)
+    const = float(wg_all @ B_all)
+    xok = xid >= 0                                                         # (C, N)
+    xok = np.vstack([xok, np.zeros((1, N), bool)])                         # dummy column C
+    xidp = np.vstack([xid, -np.ones((1, N), np.int64)])
+    Jmax = N + K
+    chunk = max(1, (1 << 22) // max(1, Jmax * K * N))
+    rows, cols, vals = [], [], []
+    obj_v = []
+    nv, r = 0, 0
+    for g0 in range(0, G, chunk):
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _BuildTimeout(g0, G)
+        sl = slice(g0, min(G, g0 + chunk))
+        gc = pm.g_cols[sl]
+        bm, B, t = bm_all[sl], B_all[sl], pm.T[pm.g_user[sl]]             # (g, K), (g,), (g, N)
+        cand = np.concatenate([t, np.where(gc < C, bm, np.inf)], axis=1)  # (g, N + K)
+        cand = np.sort(np.where(cand < B[:, None], cand, np.inf), axis=1)
+        dup = np.zeros_like(cand, bool)
+        dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
+        theta = np.sort(np.where(dup, np.inf, cand), axis=1)               # distinct levels, inf = none
+        nxt = np.concatenate([theta[:, 1:], np.full((len(B), 1), np.inf)], axis=1)
+        nxt = np.where(np.isfinite(nxt), nxt, B[:, None])
+        valid = np.isfinite(theta)
+        need = bm[:, None, :] > theta[:, :, None]                          # (g, J, K)
+        avail = (t[:, None, None, :] <= theta[:, :, None, None]) & xok[gc][:, None, :, :]   # (g, J, K, N)
+        has = avail.any(axis=3)
+        ok = valid & (~need | has).all(axis=2)                             # (g, J)
+        gi, ji = np.nonzero(ok)
+        vid = P + nv + np.arange(len(gi))
+        vmap = np.full(ok.shape, -1, np.int64)
+        vmap[gi, ji] = vid
+        nv += len(gi)
+        obj_v.append(-wg_all[sl][gi] * (nxt[gi, ji] - theta[gi, ji]))
+        # one row per (group, level, needed member): v - sum_{n available} x[c, n] <= 0
+        rg, rj, rk = np.nonzero(ok[:, :, None] & need)
+        rid = r + np.arange(len(rg))
+        r += len(rg)
+        rows.append(rid); cols.append(vmap[rg, rj]); vals.append(np.ones(len(rg)))
+        a = avail[rg, rj, rk]                                              # (R, N)
+        ri, ni = np.nonzero(a)
+        rows.append(rid[ri]); cols.append(xidp[gc[rg[ri], rk[ri]], ni]); vals.append(-np.ones(len(ri)))
+    lo = [np.full(r, -np.inf)]
+    hi = [np.zeros(r)]
     smax = float(pm.col_bytes.max())
     rows.append(r + xn); cols.append(np.arange(P)); vals.append(pm.col_bytes[xc] / smax)
     lo.append(np.full(N, -np.inf)); hi.append(pm.cap / smax)
     r += N
     nvar = P + nv
     A = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, nvar))
-    return dict(c=np.r_[np.zeros(P), obj_v], A=A, lb=np.concatenate(lo), ub=np.concatenate(hi),
+    obj = np.concatenate([np.zeros(P)] + obj_v)
+    return dict(c=obj, A=A, lb=np.concatenate(lo), ub=np.concatenate(hi),
                 integrality=np.r_[np.ones(P), np.zeros(nv)], bounds=Bounds(np.zeros(nvar), np.ones(nvar)),
                 xvars=np.stack([xc, xn], 1), const=const, scale=scale, base_s=base, pm=pm, num_binaries=P)
+
+
+class _BuildTimeout(Exception):
+    """Building the MILP passed the deadline of ``exact``'s ``time_limit``."""
 
 
 @contextlib.contextmanager
@@ -255,73 +274,210 @@ def _quiet_stdout(active: bool):
         os.close(devnull)
 
 
+def _highs(mm: dict, opts: dict, quiet: bool):
+    """Run HiGHS; return ``(status, message, x[:P] or None, fun, mip_gap, dual_bound)``."""
+    with _quiet_stdout(quiet):
+        res = milp(mm["c"], constraints=LinearConstraint(mm["A"], mm["lb"], mm["ub"]),
+                   integrality=mm["integrality"], bounds=mm["bounds"], options=opts)
+    x = None if res.x is None else np.asarray(res.x[:mm["num_binaries"]])
+    return (int(res.status), str(res.message), x, None if res.fun is None else float(res.fun),
+            getattr(res, "mip_gap", None), getattr(res, "mip_dual_bound", None))
+
+
+def _highs_child(conn, mm, opts, quiet):               # pragma: no cover - runs in a forked process
+    try:
+        conn.send(_highs(mm, opts, quiet))
+    except BaseException as exc:                       # noqa: BLE001 - reported to the parent
+        conn.send(("error", repr(exc)))
+    finally:
+        conn.close()
+
+
+def _highs_with_wall(mm: dict, opts: dict, quiet: bool, wall: float | None):
+    """HiGHS with a hard wall-clock limit: HiGHS' own ``time_limit`` is not checked inside every
+    phase (presolve, the root LP), so with a limit it runs in a forked process that is stopped at
+    ``wall`` seconds.  Returns ``None`` when it was stopped (or fork is unavailable and ... never)."""
+    import multiprocessing as mp
+    if wall is None or "fork" not in mp.get_all_start_methods():
+        return _highs(mm, opts, quiet)
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_highs_child, args=(child, mm, opts, quiet), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if parent.poll(max(0.0, wall)):
+            out = parent.recv()
+        else:
+            out = None
+    except EOFError:
+        out = None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(1.0)
+        parent.close()
+    if isinstance(out, tuple) and len(out) == 2 and out[0] == "error":
+        raise RuntimeError(f"HiGHS failed: {out[1]}")
+    return out
+
+
 @register("exact")
 def exact(problem: Problem, *, time_limit: float | None = 600.0, mip_rel_gap: float = 1e-9,
-          formulation: str = "levels", disp: bool = False) -> Placement:
+          formulation: str = "levels", disp: bool = False, warm_start: bool = True) -> Placement:
     """Optimal placement by the MILP of (P1) solved with HiGHS (SPEC §3, "Exact reference").
+
+    ``time_limit`` bounds the whole call: the warm start, building the model
+    (vectorised) and HiGHS, which runs in a forked process stopped at the
+    deadline (HiGHS' own limit is not checked inside every phase).  When the
+    limit is reached the result is the better of HiGHS' incumbent (if any) and
+    the warm start — never "no caching" when the warm start caches something;
+    such a result depends on the machine's speed.
 
     Parameters
     ----------
     problem : Problem
     time_limit : float or None
-        Seconds for HiGHS (``None``: no limit).  When it is reached the best
-        placement found is returned and ``info["gap"] > 0``.
+        Seconds for the whole call (``None``: no limit).
     mip_rel_gap : float
         Relative optimality gap at which HiGHS stops (default ``1e-9``).
     formulation : {"levels", "shares"}
         Which of the two equivalent MILPs of the module docstring to solve.
     disp : bool
         Print the HiGHS log.
+    warm_start : bool
+        Also run ``method="decomposition"`` first (its time counts in
+        ``time_limit``) and return it when it is better than HiGHS' result.
 
     Returns
     -------
     Placement
-        ``info``: ``objective_s`` (average latency of the returned placement
-        per the MILP, s), ``bound_s`` (HiGHS' lower bound on the optimal average
-        latency, s), ``gap`` (relative gap on the latency reduction:
-        ``(R_bound - R) / R``, 0 when proved optimal), ``highs_gap`` (HiGHS' own
-        ``mip_gap``), ``status`` (``"optimal"`` or the HiGHS message),
-        ``optimal`` (bool), ``formulation``, ``num_binaries``, ``num_variables``,
-        ``num_constraints``.
+        ``info`` keys:
+
+        * ``status``: ``"optimal"``, ``"time limit"`` (HiGHS stopped with or
+          without an incumbent), ``"time limit while building"`` (the model was
+          not finished within ``time_limit``; HiGHS never ran), or HiGHS'
+          message;
+        * ``optimal`` (bool), ``source`` (``"highs"`` or ``"warm start"``:
+          which placement is returned);
+        * ``objective_s``: average latency of the returned placement, s;
+        * ``bound_s``: a lower bound on the optimal average latency, s (HiGHS'
+          dual bound, or :func:`slimlib.bounds.lp_upper_bound` when HiGHS gave
+          none);
+        * ``upper_bound``: the matching upper bound on the latency reduction
+          ``R`` (weighted seconds, the unit of :func:`slimlib.latency_reduction`);
+        * ``gap`` and ``mip_gap``: ``(R_bound - R) / R`` for the returned
+          placement (0 when proved optimal); ``highs_gap``: HiGHS' own
+          ``mip_gap`` when it reported one;
+        * ``build_s``, ``highs_s``, ``warm_start_s``: where the time went;
+        * ``formulation``, ``num_binaries``, ``num_variables``, ``num_constraints``.
     """
-    opts = {"disp": bool(disp), "mip_rel_gap": V.number("mip_rel_gap", mip_rel_gap, nonneg=True)}
+    from ..bounds import lp_upper_bound
+    from ..latency import latency_reduction
+    t0 = time.perf_counter()
+    mip_rel_gap = V.number("mip_rel_gap", mip_rel_gap, nonneg=True)
     if time_limit is not None:
-        opts["time_limit"] = V.number("time_limit", time_limit, positive=True)
-    mm = milp_model(problem, formulation)
+        time_limit = V.number("time_limit", time_limit, positive=True)
+    deadline = None if time_limit is None else t0 + float(time_limit)
+    wsum = float(problem.network.user_weight.sum())
+    info: dict = dict(formulation=formulation)
+    warm = None
+    if warm_start:
+        from .decomposition import decomposition
+        warm = decomposition(problem)
+        info["warm_start_s"] = time.perf_counter() - t0
+    r_warm = latency_reduction(problem, warm) if warm is not None else 0.0
+    t1 = time.perf_counter()
+    if deadline is not None and t1 >= deadline:
+        info.update(status="time limit during warm start",
+                    message=f"the warm start alone took {t1 - t0:.3g} s of time_limit={time_limit} s")
+        return _finish_limited(problem, warm, r_warm, info, wsum, lp_upper_bound)
+    try:
+        mm = milp_model(problem, formulation, _deadline=deadline)
+    except _BuildTimeout as exc:
+        info.update(build_s=time.perf_counter() - t1, status="time limit while building",
+                    message=f"building the MILP took longer than time_limit={time_limit} s "
+                            f"({exc.args[0]} of {exc.args[1]} groups done); returned the warm start")
+        return _finish_limited(problem, warm, r_warm, info, wsum, lp_upper_bound)
     pm, P = mm["pm"], mm["num_binaries"]
+    info.update(build_s=time.perf_counter() - t1, num_binaries=int(P), num_variables=int(len(mm["c"])),
+                num_constraints=int(mm["A"].shape[0]))
     x = np.zeros((pm.C, pm.N), bool)
-    info = dict(formulation=formulation, num_binaries=int(P), num_variables=int(len(mm["c"])), num_constraints=int(mm["A"].shape[0]))
+    base = mm["base_s"]
     if len(mm["c"]) == 0 or P == 0:
-        info.update(status="optimal", gap=0.0, objective_s=mm["base_s"], bound_s=mm["base_s"])
+        info.update(status="optimal", gap=0.0, objective_s=base, bound_s=base, source="highs")
     else:
-        with _quiet_stdout(not disp):
-            res = milp(mm["c"], constraints=LinearConstraint(mm["A"], mm["lb"], mm["ub"]),
-                       integrality=mm["integrality"], bounds=mm["bounds"], options=opts)
-        info["status"] = "optimal" if res.status == 0 else str(res.message)
-        if res.x is not None:
-            xv = res.x[:P] > 0.5
-            x[mm["xvars"][xv, 0], mm["xvars"][xv, 1]] = True
-            info["highs_gap"] = float(getattr(res, "mip_gap", 0.0) or 0.0)
-            info["objective_s"] = (float(res.fun) + mm["const"]) * mm["scale"]
-            bound = getattr(res, "mip_dual_bound", None)
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left <= 0.05:
+            info.update(status="time limit while building",
+                        message=f"no time left for HiGHS within time_limit={time_limit} s; returned the warm start")
+            return _finish_limited(problem, warm, r_warm, info, wsum, lp_upper_bound)
+        opts = {"disp": bool(disp), "mip_rel_gap": mip_rel_gap}
+        if left is not None:
+            opts["time_limit"] = max(0.05, 0.95 * left)
+        t2 = time.perf_counter()
+        out = _highs_with_wall(mm, opts, not disp, left)
+        info["highs_s"] = time.perf_counter() - t2
+        if out is None:
+            info.update(status="time limit", message="HiGHS stopped at the time limit without returning")
+            return _finish_limited(problem, warm, r_warm, info, wsum, lp_upper_bound)
+        status, message, xv, fun, hgap, bound = out
+        info["status"] = "optimal" if status == 0 else ("time limit" if status == 1 else message)
+        if xv is not None and fun is not None:
+            sel = xv > 0.5
+            x[mm["xvars"][sel, 0], mm["xvars"][sel, 1]] = True
+            info["highs_gap"] = float(hgap or 0.0)
+            info["objective_s"] = (fun + mm["const"]) * mm["scale"]
             bound_s = (float(bound) + mm["const"]) * mm["scale"] if bound is not None and np.isfinite(bound) \
-                else (info["objective_s"] if res.status == 0 else -np.inf)
+                else (info["objective_s"] if status == 0 else -np.inf)
             info["bound_s"] = min(bound_s, info["objective_s"])
-            # gap on the reduction R (what ratios to the optimum are measured in)
-            r_inc = mm["base_s"] - info["objective_s"]
-            r_bound = mm["base_s"] - info["bound_s"]
-            info["gap"] = 0.0 if r_bound - r_inc <= 0 else float((r_bound - r_inc) / max(r_inc, 1e-9 * mm["base_s"]))
-        else:                                 # no solution within the time limit: no edge caching
-            info.update(objective_s=mm["base_s"], bound_s=0.0, gap=float("inf"))
+            info["source"] = "highs"
+        else:
+            info["source"] = None
     # rounding safety (never seen in practice): drop cached pairs until every server fits
     for n in range(pm.N):
         while (x[:, n] * pm.col_bytes).sum() > pm.cap[n] * (1 + 1e-9):
             x[np.flatnonzero(x[:, n])[-1], n] = False
             info["repaired"] = True
+    out_pl = pm.to_placement(x, "exact")
+    if info.get("source") is None:
+        return _finish_limited(problem, warm, r_warm, info, wsum, lp_upper_bound)
+    r_inc = latency_reduction(problem, out_pl)
+    if warm is not None and r_warm > r_inc * (1 + 1e-12) + 1e-15:
+        out_pl, r_inc = warm, r_warm
+        info["source"] = "warm start"
+        info["objective_s"] = base - r_warm / wsum
+    if not np.isfinite(info["bound_s"]):
+        U = lp_upper_bound(problem, lower_bound=r_inc)
+        info["bound_s"] = base - U / wsum
+    _gap_keys(info, base, r_inc, wsum)
     info["optimal"] = info.get("status") == "optimal"
-    out = pm.to_placement(x, "exact")
-    out.info.update(info)
-    return out
+    out_pl.method = "exact"
+    out_pl.info.update(info)
+    return out_pl
+
+
+def _gap_keys(info: dict, base: float, r_inc: float, wsum: float) -> None:
+    """``upper_bound``, ``gap`` and ``mip_gap`` from ``bound_s`` (average-latency bound, s)."""
+    info["bound_s"] = min(info["bound_s"], base - r_inc / wsum)
+    U = (base - info["bound_s"]) * wsum
+    info["upper_bound"] = float(U)
+    info["gap"] = 0.0 if U - r_inc <= 1e-12 * max(U, 1e-300) else float((U - r_inc) / max(r_inc, 1e-9 * base * wsum))
+    info["mip_gap"] = info["gap"]
+
+
+def _finish_limited(problem: Problem, warm, r_warm: float, info: dict, wsum: float, lp_upper_bound) -> Placement:
+    """The time limit struck before HiGHS had an incumbent: the warm start (or no caching), with a certified bound."""
+    from ..latency import average_latency
+    pl = warm if warm is not None else Placement.empty(problem, method="exact")
+    base = average_latency(problem, Placement.empty(problem))
+    U = lp_upper_bound(problem, lower_bound=r_warm)
+    info.update(source="warm start" if warm is not None else "no caching",
+                objective_s=base - r_warm / wsum, bound_s=base - U / wsum, optimal=False)
+    _gap_keys(info, base, r_warm, wsum)
+    pl.method = "exact"
+    pl.info.update(info)
+    return pl
 
 
 @register("brute-force")

@@ -44,6 +44,19 @@ Methods registered here
     exact); the returned placement is scored by the true evaluator like every
     other method.  For ``K = 1`` it coincides with ``"greedy"``.
 
+Group completion (``K >= 2``)
+-----------------------------
+With Top-``K`` groups a single expert saves nothing while the other experts of
+its groups stay far away, so the density greedy can stop at once with every
+server empty.  ``"greedy"`` therefore alternates the density greedy with a
+*group-completion step*: among the moves "cache on server ``n`` every member
+of one activated (user, group) row that ``n`` would speed up", it takes the
+one of largest own gain per byte that fits (the row's own saving,
+``w_m P(G) (max_c tau - max_c min(tau, t_{m,n}))``, a lower bound on the true
+gain), then runs the density greedy again; it stops when no move fits or
+gains.  For ``K = 1`` nothing changes (option ``completion=False`` gives
+Algorithm 1 alone for any ``K``).
+
 Incremental gains
 -----------------
 For ``K = 1`` the gain of pair ``(n, (u, l, e))`` has the closed form
@@ -672,6 +685,58 @@ def run_greedy(pm: PairModel, run: _Run, mode: str, record: bool = False) -> _Ru
     return run
 
 
+#: Largest (group, member, server) triples one group-completion step holds at once (chunked beyond).
+COMPLETION_CHUNK = 2 ** 22
+
+
+def _best_completion(pm: PairModel, run: _Run):
+    """The group-completion move of largest own gain per byte that fits (module docstring), or ``None``.
+
+    A move ``(n, G)`` caches on server ``n`` every member ``c`` of one
+    (user ``m``, group ``G``) row with ``cur[m, c] > t_{m,n}``; its *own gain*
+    ``w_m P(G) (max_c cur - max_c min(cur, t_{m,n}))`` is a lower bound on its
+    true gain (caching more never hurts other rows).
+    """
+    K, N, C = pm.kmax, pm.N, pm.C
+    G = pm.num_groups
+    free = pm.cap * (1 + 1e-12) - run.used                                   # (N,)
+    sizes = np.append(pm.col_bytes, 0.0)
+    best = (0.0, None)
+    step = max(1, COMPLETION_CHUNK // max(1, K * N))
+    for g0 in range(0, G, step):
+        sl = slice(g0, min(G, g0 + step))
+        cols, users, w = pm.g_cols[sl], pm.g_user[sl], pm.g_w[sl]
+        cur = run.cur[users[:, None], cols]                                   # (g, K); dummy: 0
+        t = pm.T[users]                                                       # (g, N)
+        need = cur[:, :, None] > t[:, None, :]                                # (g, K, N)
+        own = w[:, None] * (cur.max(axis=1)[:, None] - np.minimum(cur[:, :, None], t[:, None, :]).max(axis=1))
+        cost = (need * sizes[cols][:, :, None]).sum(axis=1)                  # (g, N) bytes
+        ok = (own > 0) & (cost > 0) & (cost <= free[None, :]) & (need.sum(axis=1) >= 2)
+        if not ok.any():
+            continue
+        dens = np.where(ok, own / np.where(cost > 0, cost, 1.0), -np.inf)
+        k = int(np.argmax(dens))
+        gi, n = divmod(k, N)
+        if dens[gi, n] > best[0]:
+            best = (float(dens[gi, n]), (int(n), [int(c) for c, nd in zip(cols[gi], need[gi, :, n]) if nd and c < C]))
+    return best[1]
+
+
+def _complete_groups(pm: PairModel, run: _Run, mode: str) -> int:
+    """Alternate group-completion moves and the density greedy until neither adds anything (``K >= 2``)."""
+    moves = 0
+    while True:
+        mv = _best_completion(pm, run)
+        if mv is None:
+            return moves
+        n, cols = mv
+        for c in cols:
+            if not run.x[c, n]:
+                run.add(pm, n, c)
+        moves += 1
+        run_greedy(pm, run, mode)
+
+
 def _mode(pm: PairModel, lazy) -> str:
     """Internal evaluation mode for the ``lazy`` option (see the module docstring)."""
     if lazy is None:
@@ -684,7 +749,9 @@ def _mode(pm: PairModel, lazy) -> str:
 
 
 def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, single: bool = True,
-           lazy=None, max_seeds: int = 200_000) -> Placement:
+           lazy=None, max_seeds: int = 200_000, completion: bool = True) -> Placement:
+    if not isinstance(completion, (bool, np.bool_)):
+        raise V.fail("completion", completion, "must be True or False")
     d = V.number("enumeration", enumeration, integer=True, minimum=0, maximum=3)
     if not isinstance(single, (bool, np.bool_)):
         raise V.fail("single", single, "must be True or False")
@@ -696,6 +763,11 @@ def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, 
     best = run_greedy(pm, _Run(pm), mode)
     best_val, variant = pm.value(best.cur), "density greedy"
     evaluations += best.evaluations
+    completions = 0
+    if not pm.submodular and completion:
+        completions = _complete_groups(pm, best, mode)
+        best_val = pm.value(best.cur)
+        variant = "density greedy + group completion" if completions else variant
     g0 = _initial_gains(pm, _Run(pm))                   # the empty start's gains, computed once
     fits0 = pm.fits(np.zeros(pm.N))
     if single or d >= 1:
@@ -737,7 +809,7 @@ def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, 
                     variant = f"seed of {size}" + (" + greedy" if size == d else "")
     out = pm.to_placement(best.x, method)
     out.info.update(value_s=best_val, variant=variant, enumeration=d, lazy=mode, gain_evaluations=int(evaluations),
-                    seed_sets=seeds_tried, picks=_pair_names(pm, best.picks))
+                    seed_sets=seeds_tried, picks=_pair_names(pm, best.picks), group_completions=completions)
     if blind:
         out.info["surrogate_value_s"] = best_val
         true = PairModel(problem)
@@ -751,7 +823,7 @@ def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, 
 
 @register("greedy")
 def greedy(problem: Problem, *, enumeration: int = 0, single: bool = True, lazy=None,
-           max_seeds: int = 200_000) -> Placement:
+           max_seeds: int = 200_000, completion: bool = True) -> Placement:
     """Algorithm 1: density greedy over (server, expert) pairs (chapter *Greedy for K = 1*).
 
     Parameters
@@ -766,16 +838,22 @@ def greedy(problem: Problem, *, enumeration: int = 0, single: bool = True, lazy=
         CELF (True), naive reference (False), or automatic (None).
     max_seeds : int
         Refuse an enumeration with more seed sets than this.
+    completion : bool
+        ``K >= 2`` only (default True): after the density greedy, the
+        *group-completion step* of the module docstring (a single expert of a
+        Top-``K`` group saves nothing while its partners are far, so the plain
+        greedy can stop with free storage).  ``False`` is Algorithm 1 alone.
 
     Returns
     -------
     Placement
         ``info``: ``value_s`` (reduction ``R``, s), ``variant`` (which candidate won),
+        ``group_completions`` (completion moves made),
         ``picks`` (the pairs ``(n, u, l, e)`` in the order added), ``gain_evaluations``,
         ``seed_sets``, ``lazy`` (the mode used).
     """
     return _solve(problem, blind=False, method="greedy", enumeration=enumeration, single=single, lazy=lazy,
-                  max_seeds=max_seeds)
+                  max_seeds=max_seeds, completion=completion)
 
 
 @register("blind-greedy")

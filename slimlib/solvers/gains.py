@@ -1,0 +1,777 @@
+"""Per-layer stage gains ``h_{u,l}(c)`` of the successive decomposition (chapter *Successive decomposition*, eq. (H)).
+
+At the stage of server ``n`` every other server's cache is fixed; writing
+``tau_b(m, l, e)`` for user ``m``'s latency of expert ``e`` without server
+``n`` and ``tau_a = min(tau_b, t_{m,n})`` for an expert cached on ``n``, the
+stage objective is a sum over (model ``u``, layer ``l``) of
+
+.. math::  g_{u,l}(S) = \\sum_{m: u(m) = u} w_m \\sum_G P_{m,l}(G)
+           \\Big(\\max_{e \\in G} \\tau_b(m,l,e) - \\max_{e \\in G} \\tau_{S}(m,l,e)\\Big)
+
+(eq. (STAGE) of chapter *Successive decomposition*).  :func:`layer_gains`
+computes ``h_{u,l}(c)``, the best ``g`` with at most ``c`` experts:
+
+* ``K = 1``: ``g`` is modular, ``h(c)`` is the sum of the ``c`` largest single
+  gains (concave; exact);
+* ``K >= 2``: exact enumeration of the subsets of the *useful* experts (those
+  that some user would reach faster on ``n``) while their number,
+  ``sum_{c <= c_max} C(E', c)``, is at most ``enum_limit`` (default ``2**16``);
+  beyond it the heuristic :func:`grow_heuristic` (documented there), whose
+  work is over the observed groups only.
+
+The layers are then combined under the server's storage by
+:mod:`slimlib.solvers.knapsack`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+from ..latency import CallLatency, call_latency
+from ..problem import Placement, Problem
+
+__all__ = ["LayerGain", "stage_latency", "layer_gains", "grow_heuristic", "group_completion", "ENUM_LIMIT",
+           "TABLE_MAX_K"]
+
+#: Default largest number of subsets enumerated per (model, layer) and stage.
+ENUM_LIMIT = 2 ** 16
+#: Models with at most this many experts per layer are enumerated for all layers at once.
+DENSE_MAX_EXPERTS = 10
+#: Group candidates tried per step by :func:`grow_heuristic`.
+HEURISTIC_GROUPS = 16
+
+# -- data -------------------------------------------------------------------------
+@dataclass
+class LayerGain:
+    """``h_{u,l}(c)`` of one (model, layer) at one stage (chapter *Successive decomposition*, eq. (H)).
+
+    Attributes
+    ----------
+    model, layer : int
+        ``u`` and ``l``.
+    size_bytes : float
+        ``s_u``, bytes per expert.
+    h : ndarray, shape (C + 1,)
+        Best stage gain with at most ``c`` experts of this layer cached on the
+        server, ``c = 0..C`` (weighted seconds: ``sum_m w_m`` times seconds);
+        non-decreasing, ``h[0] = 0``.  ``C`` is at most the number of useful
+        experts and of experts that fit.
+    sets : list of ndarray of int
+        ``sets[c]``: experts achieving ``h[c]``.
+    how : str
+        ``"top-c"`` (K = 1, exact), ``"enumeration"`` (exact), ``"heuristic"``
+        (:func:`grow_heuristic`) or ``"completion"`` (:func:`group_completion`).
+    evaluated : int
+        Subsets evaluated to get ``h``.
+    """
+
+    model: int
+    layer: int
+    size_bytes: float
+    h: np.ndarray
+    sets: list
+    how: str
+    evaluated: int = 0
+
+    @property
+    def exact(self) -> bool:
+        return self.how not in ("heuristic", "completion")
+
+
+class _PrefixGain(LayerGain):
+    """A ``"top-c"`` :class:`LayerGain` whose ``sets`` are the prefixes of one ranking, listed on first access.
+
+    ``sets[c]`` is ``ranking[:c]``; :meth:`chosen` gives one without building
+    the list (a stage reads only the chosen ``c``).
+    """
+
+    @property
+    def sets(self) -> list:
+        d = self.__dict__
+        if d.get("_sets") is None:
+            r = d["_ranking"]
+            d["_sets"] = [r[:c] for c in range(len(r) + 1)]
+        return d["_sets"]
+
+    @sets.setter
+    def sets(self, value):
+        self.__dict__["_sets"] = value
+
+    def chosen(self, c: int) -> np.ndarray:
+        if self.__dict__.get("_sets") is None:
+            return self.__dict__["_ranking"][:c]
+        return self.sets[c]
+
+
+def _prefix_gain(model: int, layer: int, size_bytes: float, h: np.ndarray, ranking: np.ndarray,
+                 evaluated: int) -> _PrefixGain:
+    it = _PrefixGain(model, layer, size_bytes, h, None, "top-c", evaluated)
+    it.__dict__["_ranking"] = ranking
+    return it
+
+
+def _chosen(it: LayerGain, c: int) -> np.ndarray:
+    """``it.sets[c]``."""
+    return it.chosen(c) if isinstance(it, _PrefixGain) else it.sets[c]
+
+
+
+# -- stage ingredients ---------------------------------------------------------------------
+def stage_latency(problem: Problem, placement: Placement, server: int,
+                  calls: CallLatency | None = None) -> tuple[list, np.ndarray]:
+    """Expert latencies without server ``n``, and the latency through ``n``.
+
+    Returns
+    -------
+    tau_before : list of ndarray
+        Per user ``m`` shape ``(L, E)``, seconds: ``tau_b(m, l, e)``, the
+        fastest of device (if cached), the other servers caching ``e``, cloud.
+    t_server : ndarray, shape (M,)
+        ``t_{m,n}``, seconds (eq. (5) of chapter *The system model*).
+    """
+    c = call_latency(problem) if calls is None else calls
+    tau, t_srv, _ = _Context(problem, placement, c).stage_latency(placement, server)
+    return tau, t_srv
+
+
+class _Context:
+    """What the stages of one run share (private; built once per solve, read-only afterwards).
+
+    Per model ``u`` with users ``m_1 < m_2 < ...``: the latency of every expert
+    with no server at all (device if cached, else cloud), stacked over the
+    users, ``(M_u, L, E)``; the users' call latency through each server,
+    ``(M_u, N)``; and lazily the stage-independent parts of the gain tables
+    (``weighted_marginals``, the merged groups of ``_dense_gains``)
+    and the DP's capacity units.  The stage computations use exactly the
+    floating-point operations of the per-user formulas (minima and maxima are
+    exact; sums keep their order), so the results are identical bit for bit.
+    """
+
+    def __init__(self, problem: Problem, placement: Placement, calls: CallLatency):
+        self.problem = problem
+        self.calls = calls
+        self.users = [problem.users_of(u) for u in range(len(problem.models))]
+        self.device_tau, self.edge = [], []
+        for us in self.users:
+            if len(us) == 0:
+                self.device_tau.append(None)
+                self.edge.append(None)
+                continue
+            y = np.stack([placement.device[m] for m in us])                      # (M_u, L, E)
+            near = np.minimum(calls.local[us], calls.cloud[us])
+            self.device_tau.append(np.where(y, near[:, None, None], calls.cloud[us][:, None, None]))
+            self.edge.append(calls.edge[us])                                      # (M_u, N)
+        self._wmarg: dict = {}
+        self._dense: dict = {}
+        self.units: dict = {}
+        self._masks: dict = {}
+
+    def stage_latency(self, placement: Placement, server: int):
+        """``(tau_before per user, t_server (M,), tau_before stacked per model (M_u, L, E))``."""
+        N = self.problem.num_servers
+        tau = [None] * self.problem.num_users
+        stacks = []
+        for u, us in enumerate(self.users):
+            if self.device_tau[u] is None:
+                stacks.append(None)
+                continue
+            x = placement.server[u]                                               # (N, L, E)
+            others = [k for k in range(N) if k != server and x[k].any()]          # empty servers change nothing
+            if others:
+                edge = np.where(x[others][None], self.edge[u][:, others, None, None], np.inf).min(axis=1)
+                t = np.minimum(self.device_tau[u], edge)
+            else:
+                t = self.device_tau[u].copy()
+            stacks.append(t)
+            for i, m in enumerate(us):
+                tau[m] = t[i]
+        return tau, self.calls.edge[:, server].copy(), stacks
+
+    def weighted_marginals(self, u: int) -> np.ndarray:
+        """``w_m p_m(l, e)`` stacked over the users of model ``u``, ``(M_u, L, E)``."""
+        if u not in self._wmarg:
+            w = self.problem.network.user_weight
+            self._wmarg[u] = np.stack([w[m] * self.problem.stats[m].marginals() for m in self.users[u]])
+        return self._wmarg[u]
+
+    def mask_sets(self, E: int) -> list:
+        """``np.flatnonzero`` of the bits of every mask ``0 .. 2^E - 1``."""
+        if E not in self._masks:
+            self._masks[E] = [np.flatnonzero((x >> np.arange(E)) & 1) for x in range(2 ** E)]
+        return self._masks[E]
+
+
+def _slots(capacity_bytes: float, size_bytes: float) -> int:
+    return int(math.floor(capacity_bytes / size_bytes + 1e-9))
+
+
+def _layer_terms(problem, u, l, tau_b, t_srv, stack=None, users=None):
+    """Per (user, group) of model ``u``, layer ``l``: groups (T,K), before (T,K), after (T,K), weight (T,)."""
+    w = problem.network.user_weight
+    if stack is not None:                                  # vectorised over the users (same values)
+        st = [problem.stats[m] for m in users]
+        # group_layer is sorted (stats are stored layer by layer): slices, not masks
+        sl = [slice(*np.searchsorted(s_.group_layer, [l, l + 1])) for s_ in st]
+        G = np.concatenate([s_.group_experts[k] for s_, k in zip(st, sl)])
+        who = np.repeat(np.arange(len(st)), [k.stop - k.start for k in sl])
+        B = stack[who[:, None], l, G]
+        A = np.minimum(B, t_srv[np.asarray(users)][who][:, None])
+        W = np.concatenate([w[m] * s_.group_prob[k] for m, s_, k in zip(users, st, sl)])
+        return G, B, A, W
+    G, B, A, W = [], [], [], []
+    for m in problem.users_of(u):
+        s = problem.stats[m]
+        g = s.groups(l)
+        b = tau_b[m][l][g]                                        # (G_l, K)
+        G.append(g)
+        B.append(b)
+        A.append(np.minimum(b, t_srv[m]))
+        W.append(w[m] * s.probs(l))
+    return np.concatenate(G), np.concatenate(B), np.concatenate(A), np.concatenate(W)
+
+
+class _Terms:
+    """The gain table of one layer: ``g(S) = sum_t table[t, bits_t(S)]`` over aggregated terms.
+
+    ``bits_t(S)`` has bit ``k`` set when the ``k``-th expert of term ``t``'s
+    group is in ``S``; ``table[t, s] = sum of w P (max_k b_k - max_k (a_k if bit k else b_k))``
+    over the (user, group) pairs that map to the same local group.
+    """
+
+    def __init__(self, groups, before, after, weight, top_k):
+        K = top_k
+        useful_pair = after < before                               # (T, K)
+        keep = useful_pair.any(axis=1) & (weight > 0)
+        groups, before, after, weight = groups[keep], before[keep], after[keep], weight[keep]
+        useful_pair = useful_pair[keep]
+        experts = np.unique(groups[useful_pair]) if len(groups) else np.zeros(0, np.int64)
+        self.experts = experts                                     # local index -> expert
+        E = len(experts)
+        loc = np.full(int(groups.max()) + 1 if len(groups) else 1, -1, np.int64)
+        loc[experts] = np.arange(E)
+        gl = loc[groups] if len(groups) else np.zeros((0, K), np.int64)   # (T, K), -1 = never useful
+        bits = ((np.arange(2 ** K)[:, None] >> np.arange(K)) & 1).astype(bool)   # (2^K, K)
+        val = np.where(bits[None], after[:, None, :], before[:, None, :]).max(axis=2)   # (T, 2^K)
+        tab = weight[:, None] * (before.max(axis=1)[:, None] - val)
+        if len(gl):
+            uniq, inv = np.unique(gl, axis=0, return_inverse=True)
+            agg = np.zeros((len(uniq), 2 ** K))
+            np.add.at(agg, inv.ravel(), tab)
+        else:
+            uniq, agg = gl, tab
+        self.groups = uniq                                         # (T', K) local, -1 allowed
+        self.table = agg                                           # (T', 2^K)
+        self.K = K
+        self.E = E
+
+    def bits(self, S: np.ndarray) -> np.ndarray:
+        """``S`` (B, E) bool -> (B, T') int bit patterns."""
+        Sp = np.concatenate([S, np.zeros((S.shape[0], 1), bool)], axis=1)
+        g = np.where(self.groups < 0, self.E, self.groups)
+        out = np.zeros((S.shape[0], len(g)), np.int64)
+        for k in range(self.K):
+            out |= Sp[:, g[:, k]].astype(np.int64) << k
+        return out
+
+    def values(self, S: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+        """``g(S)`` for every row of ``S`` (B, E) bool."""
+        T = len(self.groups)
+        out = np.zeros(S.shape[0])
+        if T == 0:
+            return out
+        step = max(1, chunk // T)
+        rows = np.arange(T)
+        for i in range(0, S.shape[0], step):
+            b = self.bits(S[i:i + step])
+            out[i:i + step] = self.table[rows, b].sum(axis=1)
+        return out
+
+
+#: Largest ``K`` whose stage gains use ``2^K`` tables; above it :func:`group_completion`.
+TABLE_MAX_K = 4
+
+
+def group_completion(groups, before, after, weight, cmax: int, limit: int | None = None):
+    """Stage gains ``h(c)`` of one layer by greedy group completion (``K > TABLE_MAX_K``; chapter *Successive decomposition*).
+
+    Works over the observed (user, group) terms only (``O(T K)`` memory, no
+    ``2^K`` table, no subset enumeration).  A *move* completes one distinct
+    observed group: it adds the group's useful experts (those that some user
+    would reach faster on the server) that are not yet in ``S``.  Starting
+    from ``S = {}``, the move with the largest *own gain per added expert*
+    (the summed gain of the terms of that group once it is complete) that
+    keeps ``|S| <= cmax`` is applied; the chain stops when no move fits or
+    gains.  The value recorded for a chain set is the summed gain of the
+    terms whose useful experts are all in it (``O(D K)`` per move for ``D``
+    distinct groups; terms covered in part can only add to it, so it is a
+    lower bound on ``g(S)``).  ``h(c)`` is the best chain value with at most
+    ``c`` experts, a lower bound on the exact ``h`` (each value is attained,
+    or exceeded, by a set of that size or smaller).  Measured against exact enumeration in the tests and in
+    ``benchmarks/bench_scale.py``.
+
+    Parameters
+    ----------
+    groups, before, after : ndarray, shape (T, K)
+        Experts, latency without and with the server, s.
+    weight : ndarray, shape (T,)
+        ``w_m P_{m,l}(G)``.
+    cmax : int
+        Largest number of experts.
+    limit : int, optional
+        Stop the chain once ``|S| >= limit`` (``layer_gains`` passes
+        ``max(4 K, 4 Q_n / (s J))``, four times a layer's share of the server
+        for ``J`` layers; ``h`` is flat beyond the chain).
+
+    Returns
+    -------
+    (h, sets, evaluated) or None when nothing gains.
+    """
+    useful = after < before                                            # (T, K)
+    keep = useful.any(axis=1) & (weight > 0)
+    if not keep.any():
+        return None
+    groups, before, after, weight, useful = groups[keep], before[keep], after[keep], weight[keep], useful[keep]
+    bmax = before.max(axis=1)
+    full = weight * (bmax - after.max(axis=1))                         # gain of the term when complete
+    # distinct groups by their useful members (sorted, -1 padded)
+    mem = np.sort(np.where(useful, groups, -1), axis=1)
+    E = int(groups.max()) + 1
+    K = groups.shape[1]
+    if K * math.log2(E + 1) < 62:                                      # one integer key per row
+        key = ((mem + 1) * (E + 1) ** np.arange(K, dtype=np.int64)).sum(axis=1)
+        _, first, gid = np.unique(key, return_index=True, return_inverse=True)
+        gid = gid.ravel()
+        dmem = mem[first]
+        D = len(first)
+    else:
+        order = np.lexsort(mem.T[::-1])
+        ms = mem[order]
+        new = np.ones(len(ms), bool)
+        new[1:] = (ms[1:] != ms[:-1]).any(axis=1)
+        gid = np.empty(len(ms), np.int64)
+        gid[order] = np.cumsum(new) - 1
+        D = int(gid.max()) + 1
+        dmem = ms[new]                                                 # (D, K) experts, -1 = none
+    own = np.bincount(gid, weights=full, minlength=D)
+    S = np.zeros(E + 1, bool)                                          # last entry: the -1 padding
+    S[-1] = True
+    chain_sets, chain_vals = [np.zeros(0, np.int64)], [0.0]
+    evaluated = 0
+    done = np.zeros(D, bool)
+    Dm = np.zeros((D, E + 1), np.float32)                              # membership, (D, E + 1)
+    Dm[np.repeat(np.arange(D), dmem.shape[1]), np.where(dmem < 0, E, dmem).ravel()] = 1.0
+    Dm[:, E] = 0.0
+    miss = Dm.sum(axis=1)
+    size = 0
+    while True:
+        if limit is not None and size >= limit:
+            break
+        ok = ~done & (miss > 0) & (size + miss <= cmax) & (own > 0)
+        if not ok.any():
+            break
+        ratio = np.where(ok, own / np.maximum(miss, 1), -np.inf)
+        d = int(np.argmax(ratio))
+        add = np.flatnonzero(Dm[d, :E] > 0)
+        add = add[~S[add]]
+        S[add] = True
+        size += len(add)
+        miss = miss - Dm[:, add].sum(axis=1)                           # experts each group still needs
+        done = miss <= 0.5                                             # groups complete now
+        val = float(own[done].sum())
+        evaluated += 1
+        if val > chain_vals[-1]:
+            chain_vals.append(val)
+            chain_sets.append(np.flatnonzero(S[:-1]))
+    # values and sizes both increase along the chain: h(c) is the last chain set with at most c experts
+    sizes = np.array([len(st) for st in chain_sets])
+    idx = np.searchsorted(sizes, np.arange(cmax + 1), side="right") - 1
+    h = np.asarray(chain_vals)[idx]
+    sets = [chain_sets[i] for i in idx.tolist()]
+    top = int(np.flatnonzero(h >= h[-1])[0])
+    if not h[top] > 0:
+        return None
+    return h[:top + 1], sets[:top + 1], evaluated
+
+
+def _subset_count(E: int, cmax: int) -> int:
+    return sum(math.comb(E, c) for c in range(cmax + 1))
+
+
+def _enumerate(terms: _Terms, cmax: int):
+    """Exact ``h(c)`` by evaluating every subset of the useful experts with at most ``cmax`` of them."""
+    E = terms.E
+    if E <= 20:
+        masks = np.arange(2 ** E, dtype=np.int64)
+        S = ((masks[:, None] >> np.arange(E)) & 1).astype(bool)
+        S = S[S.sum(axis=1) <= cmax]
+    else:
+        rows = [np.zeros(E, bool)]
+        for c in range(1, cmax + 1):
+            for comb in combinations(range(E), c):
+                r = np.zeros(E, bool)
+                r[list(comb)] = True
+                rows.append(r)
+        S = np.array(rows)
+    vals = terms.values(S)
+    size = S.sum(axis=1)
+    h = np.zeros(cmax + 1)
+    sets = [np.zeros(0, np.int64)]
+    for c in range(1, cmax + 1):
+        idx = np.flatnonzero(size == c)
+        j = idx[np.argmax(vals[idx])]          # first best subset of size c (masks ordered by bits)
+        h[c] = vals[j]
+        sets.append(np.flatnonzero(S[j]))
+    return h, sets, len(S)
+
+
+def grow_heuristic(terms: _Terms, cmax: int, groups_per_step: int = HEURISTIC_GROUPS):
+    """Documented heuristic for ``h(c)`` when enumeration is too large (chapter *Successive decomposition*).
+
+    Three chains of nested sets are grown: plain greedy on single experts
+    from the empty set, and two *mixed* chains, one from the empty set and one
+    from the best single group (the group ``G`` with the largest ``g(G)``
+    among those that fit).  A mixed step adds either one expert or the missing
+    experts of one *sub-group* (a subset of two or more experts of an
+    activated group; the ``groups_per_step`` sub-groups with the largest
+    stand-alone ``g`` are tried), choosing the move with the largest gain
+    per added expert that keeps ``|S| <= cmax``; the sizes a group move skips
+    are filled by adding single experts greedily, and every set evaluated on
+    the way (including every sub-group alone) is a candidate for ``h`` of its
+    size.  A chain stops when no move
+    gains.
+    When every useful expert fits, the set of all of them is recorded too.
+    ``h(c)`` is the best value of a chain set with at most ``c`` experts.
+    Single-expert gains are updated incrementally (``O(T K)`` per step), group
+    moves are evaluated exactly.  The result is a lower bound on the exact
+    ``h`` (every value is attained by a set of that size or smaller).
+
+    Returns
+    -------
+    h : ndarray, shape (cmax + 1,)
+    sets : list of ndarray
+    evaluated : int
+        Candidate sets evaluated.
+    """
+    E, K = terms.E, terms.K
+    T = len(terms.groups)
+    # candidate group moves: the useful part of every observed group (>= 2 experts); never all 2^K
+    # subsets of every group.  Ranked by the group's own term (a lower bound on its stand-alone value);
+    # only the groups tried are evaluated exactly, over every term.
+    # K <= 3: also every sub-group of >= 2 members (at most 4 per group)
+    pats = [(1 << K) - 1] if K > 3 else [b for b in range(1 << K) if bin(b).count("1") >= 2]
+    gl = np.where(terms.groups < 0, E, terms.groups)
+    sels, owns = [], []
+    for b in pats:
+        sels.append(np.sort(np.where((b >> np.arange(K)) & 1, gl, E), axis=1))   # (T, K): members in b
+        owns.append(terms.table[:, b] if T else np.zeros(0))
+    sel = np.concatenate(sels) if sels else np.zeros((0, K), np.int64)
+    own = np.concatenate(owns) if owns else np.zeros(0)
+    if len(sel):                                           # one row per distinct set, with its best own term
+        order = np.lexsort(sel.T[::-1])
+        sel, own = sel[order], own[order]
+        new = np.ones(len(sel), bool)
+        new[1:] = (sel[1:] != sel[:-1]).any(axis=1)
+        gid = np.cumsum(new) - 1
+        o = np.full(int(gid[-1]) + 1, -np.inf)
+        np.maximum.at(o, gid, own)
+        sel, own = sel[new], o
+    gmask = np.zeros((len(sel), E + 1), bool)
+    gmask[np.repeat(np.arange(len(sel)), K), sel.ravel()] = True
+    gmask = gmask[:, :E]
+    T_c = len(gmask)
+    gsize = gmask.sum(axis=1)
+    own = np.where((gsize >= 2) & (gsize <= cmax), own, -np.inf)
+    rank = np.argsort(-own, kind="stable")
+    rank = rank[np.isfinite(own[rank]) & (own[rank] > 0)]
+    gval = np.full(T_c, -np.inf)
+    if len(rank):
+        ntop = max(groups_per_step, (1 << 20) // max(1, T * K))          # all of them when that is cheap
+        top = rank[:ntop]
+        gval[top] = terms.values(gmask[top])
+        rank = top[np.argsort(-gval[top], kind="stable")].tolist() + rank[ntop:].tolist()
+        rank = np.array(rank)
+    best = np.full(cmax + 1, -np.inf)
+    best[0] = 0.0
+    best_set = [np.zeros(0, np.int64)] + [None] * cmax
+    evaluated = int(np.isfinite(gval).sum())
+    rows = np.arange(T)
+
+    def record(S, cur):
+        n = int(S.sum())
+        if cur > best[n]:
+            best[n] = cur
+            best_set[n] = np.flatnonzero(S)
+
+    def singles(S):
+        """Marginal gain of adding each expert to ``S`` (incremental, ``O(T K)``)."""
+        b = terms.bits(S[None])[0]
+        out = np.zeros(E)
+        for k in range(K):
+            gk = terms.groups[:, k]
+            ok = (gk >= 0) & ((b >> k) & 1 == 0)
+            d = terms.table[rows[ok], b[ok] | (1 << k)] - terms.table[rows[ok], b[ok]]
+            out += np.bincount(gk[ok], weights=d, minlength=E)
+        out[S] = -np.inf
+        return out
+
+    for t in np.flatnonzero(np.isfinite(gval)):            # every group evaluated alone is a candidate too
+        record(gmask[t], float(gval[t]))
+    chains = [("singles", np.zeros(E, bool)), ("mixed", np.zeros(E, bool))]
+    if len(rank):
+        chains.append(("mixed", gmask[rank[0]].copy()))
+    for mode, S in chains:
+        cur = float(terms.values(S[None])[0])
+        evaluated += 1
+        while True:
+            record(S, cur)
+            n = int(S.sum())
+            if n >= cmax or n >= E:
+                break
+            single = singles(S)
+            evaluated += int((~S).sum())
+            moves = [(float(single.max()), 1, int(np.argmax(single)), None)]
+            if mode == "mixed":
+                miss = (gmask[rank] & ~S).sum(axis=1)
+                okc = (miss >= 2) & (miss + int(S.sum()) <= cmax)
+                cand = rank[okc][:groups_per_step].tolist()
+                if cand:
+                    U = gmask[cand] | S[None]
+                    v = terms.values(U) - cur
+                    evaluated += len(cand)
+                    moves += [(float(v[i]), int((U[i] & ~S).sum()), None, t) for i, t in enumerate(cand)]
+                    for i in range(len(cand)):                # every evaluated set is a candidate for h
+                        record(U[i], cur + float(v[i]))
+            gain, add, e, t = max(moves, key=lambda mv: (mv[0] / mv[1], mv[0]))
+            if not gain > 0:
+                break
+            if t is not None:
+                # fill the sizes the group move skips: add singles greedily from S
+                F, fcur = S.copy(), cur
+                for _ in range(add - 1):
+                    sg = singles(F)
+                    j = int(np.argmax(sg))
+                    F[j] = True
+                    fcur += float(sg[j])
+                    record(F, fcur)
+                S = S | gmask[t]
+            else:
+                S = S.copy()
+                S[e] = True
+            cur += gain
+    if E <= cmax:                                          # every useful expert fits: the best set
+        full = np.ones(E, bool)
+        v = float(terms.values(full[None])[0])
+        evaluated += 1
+        if v > best[E]:
+            best[E], best_set[E] = v, np.arange(E)
+    h = np.maximum.accumulate(best)
+    sets, last = [], best_set[0]
+    for c in range(cmax + 1):
+        if best[c] >= h[c] and best_set[c] is not None:
+            last = best_set[c]
+        sets.append(last)
+    return h, sets, evaluated
+
+
+def _dense_tables(problem: Problem, u: int, users) -> dict:
+    """The stage-independent part of ``_dense_gains`` for model ``u`` (its users' groups, merged)."""
+    mod = problem.models[u]
+    E, K, L = mod.num_experts, mod.top_k, mod.num_layers
+    w = problem.network.user_weight
+    lay, grp, wt, who = [], [], [], []
+    for i, m in enumerate(users):
+        s = problem.stats[m]
+        lay.append(s.group_layer)
+        grp.append(s.group_experts)
+        wt.append(w[m] * s.group_prob)
+        who.append(np.full(len(s.group_layer), i))
+    lay, grp, wt, who = map(np.concatenate, (lay, grp, wt, who))
+    key = lay * E ** K + (grp * E ** np.arange(K)).sum(axis=1)
+    uk, inv = np.unique(key, return_inverse=True)
+    inv = inv.ravel()
+    first = np.zeros(len(uk), np.int64)
+    first[inv] = np.arange(len(key))
+    cell = (inv[None, :] * 2 ** K + np.arange(2 ** K)[:, None]).ravel()     # (2^K, T) term -> table cell
+    return dict(lay=lay, grpT=np.ascontiguousarray(grp.T), wt=wt, who=who, cell=cell, T=len(uk),
+                g_lay=lay[first], g_exp=grp[first], caps={})
+
+
+def _dense_masks(tab: dict, E: int, K: int, L: int, cap: int) -> dict:
+    """The subsets of at most ``cap`` experts, ordered by size (then mask), and the gather indices per layer."""
+    if cap in tab["caps"]:
+        return tab["caps"][cap]
+    masks = np.arange(2 ** E, dtype=np.int64)
+    pop = np.array([bin(x).count("1") for x in masks])
+    keep = pop <= cap
+    masks, pop = masks[keep], pop[keep]
+    nmasks = len(masks)
+    perm = np.argsort(pop, kind="stable")                  # by size; within a size, by mask
+    masks, pop = masks[perm], pop[perm]
+    g_exp, g_lay, T = tab["g_exp"], tab["g_lay"], tab["T"]
+    b = np.zeros((len(masks), T), np.int64)
+    for k in range(K):
+        b |= ((masks[:, None] >> g_exp[None, :, k]) & 1) << k
+    flat = np.arange(T)[None, :] * 2 ** K + b              # index into the (T, 2^K) table, raveled
+    cols = [flat[:, g_lay == l] for l in range(L)]         # (S, T_l) per layer
+    bounds = np.searchsorted(pop, np.arange(cap + 2))
+    out = dict(masks=masks, nmasks=nmasks, cols=cols, bounds=bounds)
+    tab["caps"][cap] = out
+    return out
+
+
+def _dense_gains(problem: Problem, u: int, tau_b, t_srv, cap: int, ctx: "_Context | None" = None,
+                 stack: np.ndarray | None = None) -> list:
+    """Exact ``h`` of every layer of model ``u`` at once, enumerating all subsets of all ``E`` experts.
+
+    The same enumeration as the per-layer path, vectorised over layers (used
+    when ``E <= DENSE_MAX_EXPERTS``, e.g. the MoE-LLaVA models with ``E = 4``).
+    ``ctx`` and ``stack`` (``tau_b`` of the model's users stacked,
+    ``(M_u, L, E)``) only save work.
+    """
+    mod = problem.models[u]
+    E, K, L = mod.num_experts, mod.top_k, mod.num_layers
+    users = problem.users_of(u) if ctx is None else ctx.users[u]
+    if ctx is None:
+        tab = _dense_tables(problem, u, users)
+    else:
+        tab = ctx._dense.get(u)
+        if tab is None:
+            tab = ctx._dense[u] = _dense_tables(problem, u, users)
+    if stack is None:
+        stack = np.stack([tau_b[m] for m in users])
+    # Transposed, (K, T) and (2^K, T): every array operation runs along the long axis.  The maxima of
+    # K latencies are taken pairwise (latencies are positive numbers, so a maximum is the same float
+    # however it is taken), and each table cell sums its terms in row order (np.bincount, like np.add.at).
+    who, lay = tab["who"], tab["lay"]
+    bef = stack[who[None, :], lay[None, :], tab["grpT"]]                       # (K, T)
+    aft = np.minimum(bef, t_srv[users][who][None, :])
+    bmax = bef[0]
+    for k in range(1, K):
+        bmax = np.maximum(bmax, bef[k])
+    val = np.empty((2 ** K, len(who)))
+    for b in range(2 ** K):                                                    # subset b of the group's experts on n
+        v = aft[0] if b & 1 else bef[0]
+        for k in range(1, K):
+            v = np.maximum(v, aft[k] if b >> k & 1 else bef[k])
+        val[b] = v
+    terms = tab["wt"][None, :] * (bmax[None, :] - val)                        # (2^K, T)
+    flat = np.bincount(tab["cell"], weights=terms.ravel(), minlength=tab["T"] * 2 ** K)   # (T', 2^K) raveled
+    mk = _dense_masks(tab, E, K, L, cap)
+    per_layer = np.zeros((len(mk["masks"]), L))
+    for l in range(L):                                                         # sum of each layer's terms
+        per_layer[:, l] = flat[mk["cols"][l]].sum(axis=1)
+    hs = np.zeros((cap + 1, L))
+    best = np.zeros((cap + 1, L), np.int64)
+    cols = np.arange(L)
+    bounds, masks = mk["bounds"], mk["masks"]
+    for c in range(cap + 1):                                                   # best subset of each size
+        blk = per_layer[bounds[c]:bounds[c + 1]]
+        j = np.argmax(blk, axis=0)
+        hs[c] = blk[j, cols]
+        best[c] = masks[bounds[c] + j]
+    H = np.maximum.accumulate(np.maximum(hs.T, 0.0), axis=1)                  # (L, cap + 1)
+    # the smallest set reaching each value: the set of the last size where h improved
+    step = np.concatenate([np.ones((L, 1), bool), H[:, 1:] > H[:, :-1]], axis=1)
+    src = np.maximum.accumulate(np.where(step, np.arange(cap + 1), 0), axis=1)
+    top = np.argmax(H >= H[:, -1:], axis=1)                                    # no column beyond the last improvement
+    ms = (ctx.mask_sets(E) if ctx is not None else
+          [np.flatnonzero((x >> np.arange(E)) & 1) for x in range(2 ** E)])
+    items = []
+    for l in np.flatnonzero(H[:, -1] > 0).tolist():
+        t = int(top[l])
+        sets = [ms[best[c, l]] for c in src[l, :t + 1].tolist()]
+        items.append(LayerGain(u, l, mod.expert_bytes, H[l, :t + 1], sets, "enumeration", mk["nmasks"]))
+    return items
+
+
+def layer_gains(problem: Problem, placement: Placement, server: int, *, enum_limit: int = ENUM_LIMIT,
+                calls: CallLatency | None = None, _lat=None, _ctx: _Context | None = None) -> list[LayerGain]:
+    """``h_{u,l}(c)`` for every (model, layer) at the stage of ``server`` (chapter *Successive decomposition*, eq. (H)).
+
+    Parameters
+    ----------
+    problem : Problem
+    placement : Placement
+        The fixed caches of the other servers (server ``n``'s own entries are ignored).
+    server : int
+        ``n``.
+    enum_limit : int
+        Largest number of subsets enumerated per layer for ``K >= 2``; above
+        it :func:`grow_heuristic` is used.
+    calls : CallLatency, optional
+        Precomputed :func:`slimlib.call_latency`.
+
+    Returns
+    -------
+    list of LayerGain
+        Only layers with a positive gain for some ``c``.
+    """
+    if _ctx is None:
+        _ctx = _Context(problem, placement, call_latency(problem) if calls is None else calls)
+    if _lat is None:
+        _lat = _ctx.stage_latency(placement, server)
+    tau_b, t_srv = _lat[0], _lat[1]
+    stacks = _lat[2] if len(_lat) > 2 else [None if len(us) == 0 else np.stack([tau_b[m] for m in us])
+                                            for us in _ctx.users]
+    Q = float(problem.network.server_capacity_bytes[server])
+    items = []
+    for u, mod in enumerate(problem.models):
+        users = _ctx.users[u]
+        if len(users) == 0:
+            continue
+        s = mod.expert_bytes
+        cap = min(mod.num_experts, _slots(Q, s))
+        if cap == 0:
+            continue
+        if mod.top_k == 1:
+            gain = _ctx.weighted_marginals(u) * np.maximum(stacks[u] - t_srv[users][:, None, None], 0.0)
+            single = np.zeros((mod.num_layers, mod.num_experts))
+            for g in gain:                                     # users in index order, as a running sum
+                single += g
+            order = np.argsort(-single, axis=1, kind="stable")
+            ranked = np.take_along_axis(single, order, axis=1)     # decreasing: the positive ones first
+            npos = np.minimum((ranked > 0).sum(axis=1), cap)
+            cum = np.zeros((mod.num_layers, mod.num_experts + 1))
+            np.cumsum(ranked, axis=1, out=cum[:, 1:])          # row l: h of layer l (0, then running sums)
+            for l in np.flatnonzero(npos).tolist():
+                c = int(npos[l])
+                items.append(_prefix_gain(u, l, s, cum[l, :c + 1], order[l, :c], mod.num_experts))
+            continue
+        if mod.num_experts <= DENSE_MAX_EXPERTS and _subset_count(mod.num_experts, cap) <= enum_limit:
+            items += _dense_gains(problem, u, tau_b, t_srv, cap, _ctx, stacks[u])
+            continue
+        big = mod.top_k > TABLE_MAX_K
+        # chains stop at a few times the layer's share of the server (the DP splits cap over all layers)
+        layers = sum(m.num_layers for m in problem.models)
+        hint = min(cap, max(4 * mod.top_k, int(math.ceil(4 * cap / layers))))
+        for l in range(mod.num_layers):
+            if big:                                             # no 2^K tables: group completion over terms
+                res = group_completion(*_layer_terms(problem, u, l, tau_b, t_srv, stacks[u], users), cap,
+                                       limit=hint)
+                if res is not None:
+                    h, sets, ev = res
+                    items.append(LayerGain(u, l, s, h, sets, "completion", ev))
+                continue
+            terms = _Terms(*_layer_terms(problem, u, l, tau_b, t_srv), mod.top_k)
+            if terms.E == 0 or not (terms.table > 0).any():
+                continue
+            cmax = min(cap, terms.E)
+            if _subset_count(terms.E, cmax) <= enum_limit:
+                h, sets, ev = _enumerate(terms, cmax)
+                how = "enumeration"
+            else:
+                h, sets, ev = grow_heuristic(terms, cmax)
+                how = "heuristic"
+            h = np.maximum.accumulate(np.maximum(h, 0.0))
+            sets = [terms.experts[st] for st in sets]
+            # keep the smallest set reaching each value (h is flat where more experts do not help)
+            for c in range(1, len(h)):
+                if not h[c] > h[c - 1]:
+                    sets[c] = sets[c - 1]
+            top = int(np.flatnonzero(h >= h[-1])[0])           # no column beyond the last improvement
+            items.append(LayerGain(u, l, s, h[:top + 1], sets[:top + 1], how, ev))
+    return [it for it in items if len(it.h) > 1 and it.h[-1] > 0]
+

@@ -97,15 +97,8 @@ def test_the_graph_walker_finds_a_planted_cycle():
     assert g["slimlib._validate"] == set()                 # the ground floor imports nothing of slimlib
 
 
-# Being removed on another branch (issue 13, "House": experiments <-> plotting/experiments).  Any
-# other cycle fails; once this one is gone the test passes without the xfail.
-KNOWN_ELSEWHERE = [["slimlib.experiments", "slimlib.plotting.experiments"]]
-
-
 def test_no_import_cycle_in_slimlib():
     found = cycles(import_graph())
-    if found and found == KNOWN_ELSEWHERE:
-        pytest.xfail("experiments <-> plotting.experiments: split on the branch that owns experiments")
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
@@ -128,8 +121,6 @@ def test_import_slimlib_loads_no_sphinx():
     assert out == "", f"import slimlib loaded {out}"
 
 
-@pytest.mark.xfail(_sphinxext_in_library(), strict=False,
-                   reason="slimlib/sphinxext.py (book machinery) moves to the book's _ext/ folder on another branch")
 def test_the_sphinx_extension_is_not_part_of_the_library():
     assert not _sphinxext_in_library()
     assert not any("sphinx" in m for m in import_graph()), "a slimlib module is about Sphinx"

@@ -180,8 +180,6 @@ def test_integral_options_keep_their_result(problem):
     assert a == b
 
 
-@pytest.mark.xfail(strict=False, reason="max_units=0 divides by zero inside dp_unit; the solver (another "
-                                        "branch) must check max_units >= 1")
 def test_max_units_zero_is_a_value_error(problem):
     with pytest.raises(ValueError, match="max_units"):
         sl.solve(problem, "decomposition", max_units=0)

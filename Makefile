@@ -58,12 +58,18 @@ test: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(PY) -m pytest -q -m "browser" tests
 	$(PY) -m pytest -q -m "notebooks or lab or rebuild" tests
 
-# JupyterLab on chapters/: jupytext opens the .md chapters as notebooks (right-click > Open With >
-# Notebook, or double-click: .md opens as a notebook by default here), jupyterlab-myst renders MyST.
-# Nothing is written next to the chapters unless you save as .ipynb (ignored by git and the build).
+# JupyterLab on chapters/: jupytext opens the .md chapters as notebooks (a double-click does, through
+# the default viewer set in .venv's overrides.json below), jupyterlab-myst renders MyST. Saving writes
+# the .md back; a chapters/*.ipynb you create is ignored by git and the build. As root (a container),
+# Jupyter needs --allow-root.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(LAB_SETTINGS): $(STAMP)
+	mkdir -p $(dir $@)
+	printf '%s\n' '{"@jupyterlab/docmanager-extension:plugin":' \
+	  '  {"defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}}' > $@
 LAB_ARGS ?=
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=chapters $(LAB_ARGS)
+lab: $(STAMP) $(LAB_SETTINGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=chapters $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
 figures: $(STAMP)
 	$(PY) -m slimlib figures --out _build/figures

@@ -49,17 +49,20 @@ def lab():
                 _get(f"{base}/api/status", token)
                 break
             except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"JupyterLab did not start: {proc.stdout.read()[-3000:] if proc.poll() is not None else 'timeout'}")
+                if proc.poll() is not None:
+                    pytest.fail(f"JupyterLab did not start: {proc.stdout.read()[-3000:]}")
+                if time.time() > deadline:
+                    pytest.fail("JupyterLab did not answer within 120 s")
                 time.sleep(1)
         yield base, token
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)      # the session this test started: make and jupyter
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)   # the session this test started: make and jupyter
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def test_lab_lists_chapters_as_notebooks(lab):
@@ -70,10 +73,11 @@ def test_lab_lists_chapters_as_notebooks(lab):
     assert chapters
     for name in chapters:
         assert listing[name]["type"] == "notebook", (name, listing[name]["type"])
-    # a chapter opens as a notebook with its code cells, and nothing was written next to it
+    # a chapter opens as a notebook with its code cells, and reading it writes nothing beside it
+    before = sorted((ROOT / "chapters").iterdir())
     nb = _get(f"{base}/api/contents/{chapters[0]}?type=notebook&content=1", token)["content"]
     assert any(c["cell_type"] == "code" for c in nb["cells"])
-    assert not list((ROOT / "chapters").glob("*.ipynb"))
+    assert sorted((ROOT / "chapters").iterdir()) == before
 
 
 def test_lab_has_myst_rendering(lab):
@@ -82,3 +86,11 @@ def test_lab_has_myst_rendering(lab):
     page = urllib.request.urlopen(urllib.request.Request(
         f"{base}/lab?token={token}"), timeout=30).read().decode()
     assert "jupyterlab-myst" in page and "jupyterlab-jupytext" in page
+
+
+def test_lab_opens_markdown_as_notebook_by_default(lab):
+    base, token = lab
+    plugin = _get(f"{base}/lab/api/settings/@jupyterlab/docmanager-extension:plugin", token)
+    # overrides.json becomes the schema default (what a user who changed nothing gets)
+    viewers = plugin["schema"]["properties"]["defaultViewers"]["default"]
+    assert viewers.get("markdown") == "Jupytext Notebook" and viewers.get("myst") == "Jupytext Notebook"

@@ -48,8 +48,8 @@ from .model import MoEModel
 from .stats import ActivationStats
 
 __all__ = ["TINY_CONFIG", "TRAIN_MODULES", "HELDOUT_MODULES", "DEFAULT_STEPS", "NAME", "SUMMARY_TOLERANCE",
-           "stdlib_text", "tiny_config", "init_model", "TrainResult", "TinyRun", "train", "heldout_prompts",
-           "measure", "router_confidence", "router_margin", "model_card", "build", "write_data", "write_stats",
+           "stdlib_text", "tiny_config", "init_model", "TrainResult", "train", "heldout_prompts",
+           "measure", "router_confidence", "router_margin", "model_card", "write_data", "write_stats",
            "weights_path", "save_weights", "load_trained", "weights_info", "max_difference",
            "weight_difference", "skew_summary", "summary_difference", "training_verdict", "measurement_verdict"]
 
@@ -570,26 +570,6 @@ def training_verdict(weight_diff: float, summary_diff: float, tolerance: float =
 
 # ----------------------------------------------------------------------------- the whole pipeline
 
-@dataclass
-class TinyRun:
-    """Outcome of :func:`build`: routing of the tiny MoE at initialisation and after training.
-
-    Attributes
-    ----------
-    init_stats, trained_stats : ActivationStats
-        ``measured-tiny`` statistics on the held-out prompts.
-    init_confidence, trained_confidence : ndarray, shape (L,)
-        :func:`router_confidence` on the first 100 held-out prompts.
-    result : TrainResult
-    """
-
-    init_stats: ActivationStats
-    trained_stats: ActivationStats
-    init_confidence: np.ndarray
-    trained_confidence: np.ndarray
-    result: TrainResult
-
-
 def _training_record(result: TrainResult) -> dict:
     import torch
     import transformers
@@ -598,31 +578,6 @@ def _training_record(result: TrainResult) -> dict:
     info["torch"] = torch.__version__
     info["transformers"] = transformers.__version__
     return info
-
-
-def build(steps: int = DEFAULT_STEPS, seed: int = 0, progress: bool | None = False) -> TinyRun:
-    """Train the tiny MoE and measure its routing before and after training.
-
-    Parameters
-    ----------
-    steps : int
-        Training steps (:data:`DEFAULT_STEPS`: the chapter's time budget).
-    seed : int
-    progress : bool, optional
-        tqdm bar over training steps.
-
-    Returns
-    -------
-    TinyRun
-    """
-    prompts = heldout_prompts()
-    model = init_model(seed)
-    init_stats = measure(model, prompts, label="init", provenance={"training": {"seed": seed, "steps": 0}})
-    init_conf = router_confidence(model, prompts[:100])
-    result = train(steps, seed=seed, model=model, progress=progress)   # trains `model` in place
-    trained_stats = measure(result.model, prompts, label="trained",
-                            provenance={"training": _training_record(result)})
-    return TinyRun(init_stats, trained_stats, init_conf, router_confidence(result.model, prompts[:100]), result)
 
 
 def write_data(steps: int = DEFAULT_STEPS, seed: int = 0, folder=None, progress: bool | None = True) -> list[Path]:

@@ -81,15 +81,19 @@ def reader_venv(tmp_path_factory):
     """A fresh venv with only the slimlib wheel, its [notebooks] extra, nbclient and ipykernel."""
     tmp = tmp_path_factory.mktemp("reader")
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp / "wheel"), str(ROOT)], check=True, cwd=tmp)
+
+    def run(argv, **kw):
+        done = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, **kw)
+        if done.returncode:
+            pytest.fail(f"{' '.join(map(str, argv))} failed:\n{done.stderr[-4000:]}")
+
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp / "wheel"), str(ROOT)])
     wheel, = (tmp / "wheel").glob("slimlib-*.whl")
     venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "-c", str(LOCK),
-                    f"slimlib[notebooks] @ {wheel.as_uri()}", "nbclient", "ipykernel"],
-                   check=True, cwd=tmp, env=fresh_env(venv))
+    run([sys.executable, "-m", "venv", str(venv)])
+    run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-c", str(LOCK),
+         f"slimlib[notebooks] @ {wheel.as_uri()}", "nbclient", "ipykernel"], env=fresh_env(venv))
     return venv, time.perf_counter() - t0
 
 

@@ -109,8 +109,9 @@ def _run_one(venv: Path, nb: Path, out: Path) -> dict:
     if done.returncode or not lines:
         return {"seconds": float("nan"), "error": f"runner exit {done.returncode}: {done.stderr[-3000:]}"}
     result = json.loads(lines[-1])
-    # a chapter cleans up after itself: nothing left in $TMPDIR, nothing written beside the notebook
-    left = sorted(p.name for p in tmp.iterdir()) + sorted(
+    # a chapter cleans up after itself: nothing left in $TMPDIR (torch's shared compile cache
+    # torchinductor_<user> aside), nothing written beside the notebook
+    left = sorted(p.name for p in tmp.iterdir() if not p.name.startswith("torchinductor_")) + sorted(
         p.name for p in work.iterdir() if p.name not in {"tmp", "executed.ipynb"})
     if left and not result["error"]:
         result["error"] = f"files left behind after the run: {left[:10]}"

@@ -80,7 +80,11 @@ DEFAULT_STEPS = 600
 #: Tolerance of the training demonstration: largest allowed difference, per layer, of the
 #: permutation-free skew numbers of :func:`skew_summary` between a fresh run and the shipped
 #: weights (which expert ends up popular is arbitrary; how skewed the routing is is not).
-SUMMARY_TOLERANCE = 0.1
+#: Calibrated with a run of the same seed and steps under different float rounding (two torch
+#: threads instead of one, on the machine that made the shipped weights): its weights differed
+#: by up to 0.28, its group probabilities by up to 0.15, its skew numbers by up to 0.17
+#: (sorted loads; entropy 0.07, top expert 0.09, top group 0.09), its final loss by 0.003 nats.
+SUMMARY_TOLERANCE = 0.25
 
 #: dtype of every measurement: float64 makes routing decisions identical on every machine.
 MEASURE_DTYPE = "float64"

@@ -1,13 +1,15 @@
 # The two commands of the book (see README):
 #   make book   - set up .venv if needed and build the book into _build/html
-#   make test   - set up .venv if needed, run the tests, build the book, test it in a browser
+#   make test   - set up .venv if needed, run the tests, build the book, test it in a browser,
+#                 run its downloaded notebooks in a fresh venv, and check that a rebuild works
+#   make lab    - open chapters/ in JupyterLab (the .md chapters open as notebooks, MyST rendered)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: book test unit venv clean figures bench page
+.PHONY: book book-build test unit venv clean figures bench page lab
 
 $(STAMP): requirements/book.lock pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,16 +34,42 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium
 
 book: $(STAMP) $(NODE_STAMP)
-	rm -rf _build/html _build/jupyter_execute
-	SLIMLIB_STATIC=1 $(VENV)/bin/jupyter-book build . $(JB_FLAGS)
+	$(MAKE) book-build BOOK=.
+
+# The recipe of `make book`, for any book folder (tests/test_rebuild.py runs it twice on a tiny book).
+# Every build starts from nothing: html, executed notebooks AND Sphinx's pickled environment
+# (_build/.doctrees) go, and --all re-reads every page. A kept environment would skip the pages it
+# thinks unchanged (not re-executed after a change in slimlib, and their _build/jupyter_execute
+# notebook missing for the download / launch buttons, which broke a second `make book`).
+BOOK ?= .
+book-build:
+	rm -rf $(BOOK)/_build/html $(BOOK)/_build/jupyter_execute $(BOOK)/_build/.doctrees
+	SLIMLIB_STATIC=1 $(abspath $(VENV))/bin/jupyter-book build $(BOOK) --all $(JB_FLAGS)
 
 unit: $(STAMP)
-	$(PY) -m pytest -q -m "not book and not browser" tests
+	$(PY) -m pytest -q -m "not book and not browser and not notebooks and not lab and not rebuild" tests
 
+# After the book: the site in a browser; every downloaded .ipynb of the site executed in a fresh
+# venv that holds only the slimlib wheel + [notebooks] (tests/test_notebooks.py, 2 kernels at a
+# time); `make lab` serving the chapters; and the book recipe run twice on a tiny book.
 test: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(MAKE) unit
 	$(MAKE) book
 	$(PY) -m pytest -q -m "browser" tests
+	$(PY) -m pytest -q -m "notebooks or lab or rebuild" tests
+
+# JupyterLab on chapters/: jupytext opens the .md chapters as notebooks (a double-click does, through
+# the default viewer set in .venv's overrides.json below), jupyterlab-myst renders MyST. Saving writes
+# the .md back; a chapters/*.ipynb you create is ignored by git and the build. As root (a container),
+# Jupyter needs --allow-root.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(LAB_SETTINGS): $(STAMP)
+	mkdir -p $(dir $@)
+	printf '%s\n' '{"@jupyterlab/docmanager-extension:plugin":' \
+	  '  {"defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}}' > $@
+LAB_ARGS ?=
+lab: $(STAMP) $(LAB_SETTINGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=chapters $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
 figures: $(STAMP)
 	$(PY) -m slimlib figures --out _build/figures

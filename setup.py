@@ -13,5 +13,6 @@ DATA = ["slimlib._data"] + [f"slimlib._data.{p}" for p in find_namespace_package
 setup(
     packages=find_packages(include=["slimlib", "slimlib.*"]) + DATA,
     package_dir={"slimlib._data": "data"},
-    package_data={"slimlib": ["py.typed"], **{p: ["*.json", "*.jsonl", "*.txt", "*.md"] for p in DATA}},
+    package_data={"slimlib": ["py.typed"],
+                  **{p: ["*.json", "*.jsonl", "*.txt", "*.md", "*.safetensors"] for p in DATA}},
 )

@@ -49,7 +49,7 @@ from .stats import ActivationStats
 
 __all__ = ["TINY_CONFIG", "TRAIN_MODULES", "HELDOUT_MODULES", "DEFAULT_STEPS", "NAME", "SUMMARY_TOLERANCE",
            "stdlib_text", "tiny_config", "init_model", "TrainResult", "train", "heldout_prompts",
-           "measure", "router_confidence", "router_margin", "model_card", "write_data", "write_stats",
+           "measure", "router_confidence", "router_margin", "model_card", "write_data", "write_stats", "write_trace",
            "weights_path", "save_weights", "load_trained", "weights_info", "max_difference",
            "weight_difference", "skew_summary", "summary_difference", "training_verdict", "measurement_verdict"]
 
@@ -621,6 +621,34 @@ def write_stats(folder=None) -> list[Path]:
             save(stats, folder / "stats" / f"{NAME}-measured.json", overwrite=True)]
 
 
+def write_trace(folder=None, max_tokens: int = 12_000) -> Path:
+    """Record the routing trace of the shipped tiny MoE on held-out text.
+
+    The per-token Top-K choices of every layer (:class:`slimlib.trace.RoutingTrace`)
+    that the chapter *A placement in a live network* replays. Measured like
+    :func:`write_stats` — the shipped weights, a float64 forward pass — so the
+    file is the same on every machine. Writes ``traces/tiny-moe-trace.json``
+    in ``folder`` (default: the shipped data folder).
+    """
+    from .activations import byte_tokenizer, collect
+    from .io import data_dir, save
+    from .trace import TINY_TRACE
+    folder = data_dir() if folder is None else Path(folder)
+    wpath = weights_path(folder)
+    model = load_trained(wpath)
+    prov = {"source": "measured-tiny", "model": f"{NAME} (trained; slimlib.tinymoe)",
+            "prompts": "held-out standard-library source: " + ", ".join(HELDOUT_MODULES),
+            "measured_in": MEASURE_DTYPE,
+            "weights": {"file": f"weights/{wpath.name}",
+                        "sha256": hashlib.sha256(wpath.read_bytes()).hexdigest()}}
+    with _threads(1):
+        _, trace = collect(_for_measuring(model), heldout_prompts(), tokenizer=byte_tokenizer(), name=NAME,
+                           batch_size=32, max_length=256, max_tokens=max_tokens, progress=False,
+                           provenance=prov, date=None, trace=True)
+    return save(trace, folder / "traces" / f"{TINY_TRACE}.json", overwrite=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     for p in (write_stats() if "--measure-only" in sys.argv[1:] else write_data()):
         print("written", p)
+    print("written", write_trace())

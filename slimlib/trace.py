@@ -12,8 +12,8 @@ The collector records one with ``collect(..., trace=True)``
 
 The shipped trace ``data/traces/tiny-moe-trace.json`` was recorded from the
 book's tiny MoE (chapter *Mixture of experts and where the experts go*);
-:func:`write_tiny_trace` regenerates it (``python -m slimlib.trace``, about a
-minute of training on two cores).
+:func:`slimlib.tinymoe.write_trace` regenerates it from the shipped weights
+(a float64 forward pass, the same on every machine).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from . import _validate as V
 from ._serial import Serial
 from .stats import ActivationStats
 
-__all__ = ["RoutingTrace", "load_trace", "write_tiny_trace", "TINY_TRACE", "MAX_TRACE_ENTRIES"]
+__all__ = ["RoutingTrace", "load_trace", "TINY_TRACE", "MAX_TRACE_ENTRIES"]
 
 KIND = "routing-trace"
 VERSION = 1
@@ -210,33 +210,3 @@ def load_trace(name_or_path: str | os.PathLike = TINY_TRACE) -> RoutingTrace:
         return RoutingTrace.from_dict(data)
     except ValueError as exc:
         raise ValueError(f"{path.name}: {exc}") from None
-
-
-def write_tiny_trace(max_tokens: int = 12_000, steps: int | None = None, seed: int = 0, folder=None) -> Path:
-    """Train the tiny MoE (as its chapter does) and record its routing trace on held-out text.
-
-    Uses the public functions of :mod:`slimlib.tinymoe` (seeded training for
-    ``steps``, default :data:`slimlib.tinymoe.DEFAULT_STEPS`) and
-    :func:`slimlib.activations.collect` with ``trace=True`` on
-    :func:`slimlib.tinymoe.heldout_prompts`, keeping the first ``max_tokens``
-    tokens.  Writes ``data/traces/tiny-moe-trace.json`` (or into ``folder``).
-    """
-    from . import tinymoe
-    from .activations import byte_tokenizer, collect
-    from ._datafiles import data_dirs, shipped_dir
-    from ._serial import write_json
-    steps = tinymoe.DEFAULT_STEPS if steps is None else steps
-    result = tinymoe.train(steps, seed=seed)
-    prov = {"source": "measured-tiny", "model": f"{tinymoe.NAME} (trained; slimlib.tinymoe)",
-            "prompts": "held-out standard-library source: " + ", ".join(tinymoe.HELDOUT_MODULES),
-            "training": {"seed": seed, "steps": steps}}
-    _, trace = collect(result.model, tinymoe.heldout_prompts(), tokenizer=byte_tokenizer(), name=tinymoe.NAME,
-                       batch_size=32, max_length=256, max_tokens=max_tokens, progress=False, provenance=prov,
-                       date=None, trace=True)
-    if folder is None:
-        folder = shipped_dir() or data_dirs()[0]
-    return write_json(trace.to_dict(), Path(folder) / "traces" / f"{TINY_TRACE}.json", overwrite=True)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print("written", write_tiny_trace())

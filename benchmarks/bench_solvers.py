@@ -1,4 +1,4 @@
-"""Run time and quality of every solver against the exact MILP (issue 5, item 7; SPEC §3).
+"""Run time and quality of every solver against the exact MILP (chapter *Experiments*, running time).
 
     python benchmarks/bench_solvers.py [--out FILE.csv] [--quick] [--milp-time-limit S]
 

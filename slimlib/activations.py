@@ -1,6 +1,6 @@
 """Expert activation statistics measured from Hugging Face ``transformers`` MoE models.
 
-Chapter *Mixture of experts and where the experts go* (SPEC §6, source 1
+Chapter *Mixture of experts and where the experts go* (source 1
 "measured").  :func:`collect` runs a model over prompts and records, at every
 MoE layer, the Top-``K`` experts each (non-pad) token actually used; the result
 is an :class:`~slimlib.ActivationStats` with integer counts per expert group and
@@ -73,7 +73,7 @@ __all__ = ["collect", "main_collect", "read_prompts", "byte_tokenizer", "find_ro
            "ADAPTERS", "register_adapter", "topk_gating", "sparse_moe_forward", "routing_summary",
            "load_activation_stats", "SOURCES"]
 
-#: Statistics sources of the book (SPEC §6), in the order chapters list them.
+#: Statistics sources of the book, in the order chapters list them.
 SOURCES = ("measured", "measured-tiny", "synthetic")
 
 
@@ -432,7 +432,7 @@ def collect(model, prompts, *, tokenizer=None, field: str = "text", batch_size: 
     """Measure Top-``K`` routing statistics of a ``transformers`` MoE model over prompts.
 
     Chapter *Mixture of experts and where the experts go*, section "Measuring
-    routing"; SPEC §6 source "measured".
+    routing"; source "measured".
 
     Parameters
     ----------
@@ -653,7 +653,7 @@ def main_collect(args) -> int:
 
 
 def load_activation_stats(model: str, source: str = "synthetic") -> ActivationStats:
-    """Statistics of a model card from one source (SPEC §6).
+    """Statistics of a model card from one source (chapter *Mixture of experts and where the experts go*).
 
     Parameters
     ----------

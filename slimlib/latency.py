@@ -1,6 +1,6 @@
 """The one evaluator: expected per-token latency of a placement.
 
-Chapter *The system model*, eqs. (1.2)–(1.6) (SPEC §1).  Every method, figure and
+Chapter *The system model*, eqs. (1.2)–(1.6).  Every method, figure and
 test in the book scores placements with :func:`average_latency` (or its
 communication-only variant); solvers may keep faster incremental forms, but
 their tests compare against these functions.
@@ -89,7 +89,7 @@ def call_latency(problem: Problem) -> CallLatency:
 
 def expert_latency(problem: Problem, placement: Placement, user: int, *, communication: bool = False,
                    calls: CallLatency | None = None) -> np.ndarray:
-    """``tau_m(l, e)``: latency of each expert for user ``m``, eq. (7), shape ``(L, E)``, seconds.
+    """``tau_m(l, e)``: latency of each expert for user ``m``, eq. (1.5), shape ``(L, E)``, seconds.
 
     The expert is served from the location with the smallest total latency
     (device if cached there, any server caching it, else the cloud).  With
@@ -113,7 +113,7 @@ def expert_latency(problem: Problem, placement: Placement, user: int, *, communi
 
 
 def group_latency(tau: np.ndarray, layer: np.ndarray, experts: np.ndarray) -> np.ndarray:
-    """``tau(l, G) = max_{e in G} tau(l, e)``, eq. (8).
+    """``tau(l, G) = max_{e in G} tau(l, e)``, eq. (1.6).
 
     Parameters
     ----------
@@ -129,7 +129,7 @@ def group_latency(tau: np.ndarray, layer: np.ndarray, experts: np.ndarray) -> np
 
 
 def user_latency(problem: Problem, placement: Placement, *, communication: bool = False) -> np.ndarray:
-    """``T_m``: expected per-token latency of every user, eq. (8), shape ``(M,)``, seconds."""
+    """``T_m``: expected per-token latency of every user, eq. (1.6), shape ``(M,)``, seconds."""
     placement.check(problem)
     c = call_latency(problem)
     out = np.empty(problem.num_users)

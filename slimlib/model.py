@@ -1,4 +1,4 @@
-"""MoE model cards (chapter *The system model*, section "Models", SPEC §1).
+"""MoE model cards (chapter *The system model*, section "Models").
 
 A :class:`MoEModel` holds what caching needs to know about a Mixture-of-Experts
 model: how many MoE layers and experts it has, its Top-``K``, and how large and
@@ -19,7 +19,7 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class MoEModel(Serial):
-    """Model card of one MoE model ``u`` (chapter *The system model*, eq. (1)).
+    """Model card of one MoE model ``u`` (chapter *The system model*, section "Models").
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """Wireless edge network and the simulation parameters of Table 1.
 
-Chapter *The system model*, section "The network" (SPEC §1, §5).
+Chapter *The system model*, section "The network" and Table 1.
 :class:`Parameters` is Table 1 (loaded from ``data/parameters/table1.json``);
 :class:`Network` is one drawn instance: server and device storage and compute,
 uplink/downlink rates between every user and server, the backhaul to the cloud.
@@ -164,7 +164,7 @@ def path_loss_db(distance_m, intercept_db: float = 128.1, slope_db: float = 37.6
 
 
 def shannon_rate_bps(bandwidth_hz: float, tx_power_dbm: float, path_loss, noise_psd_dbm_per_hz: float) -> np.ndarray:
-    """Shannon rate ``B log2(1 + P g / (N0 B))`` in bit/s (chapter *The system model*, eq. (2)).
+    """Shannon rate ``B log2(1 + P g / (N0 B))`` in bit/s (chapter *The system model*, eq. (1.1)).
 
     Parameters
     ----------
@@ -253,7 +253,7 @@ class Network(Serial):
     def from_parameters(cls, params: Parameters | None = None, *, num_users: int | None = None,
                         num_servers: int | None = None, seed: int = 0, distance_m=None,
                         user_capacity_bytes=None, server_capacity_bytes=None) -> "Network":
-        """Draw a network from Table 1 (chapter *The system model*, eq. (2)).
+        """Draw a network from Table 1 (chapter *The system model*, eq. (1.1)).
 
         Distances are uniform in ``[distance_min_m, distance_max_m]`` (seeded)
         unless ``distance_m`` (shape ``(M, N)``) is given; rates follow

@@ -1,6 +1,6 @@
 """The caching problem P1 and its decision, the placement.
 
-Chapter *The system model*, section "The problem" (SPEC §1): a
+Chapter *The system model*, section "The problem": a
 :class:`Problem` bundles the MoE model(s), the network, every user's model and
 activation statistics, and the device caches fixed by the default device
 policy; a :class:`Placement` says which server caches which expert.

@@ -1,4 +1,4 @@
-"""U-shaped split inference: the layer-wise baseline of Figure 1 (SPEC §3).
+"""U-shaped split inference: the layer-wise baseline of chapter *Experiments*.
 
 Chapter *Experiments*, Figure 1.  Split inference places *whole MoE layers*
 (all ``E`` experts of a layer, ``E * s_u`` bytes) instead of single experts:

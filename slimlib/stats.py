@@ -1,4 +1,4 @@
-"""Expert activation statistics (chapter *The system model*, eq. (3); SPEC §1, §6).
+"""Expert activation statistics (chapter *The system model*; where they come from: chapter *Mixture of experts and where the experts go*).
 
 :class:`ActivationStats` stores, for every MoE layer ``l``, the probability
 ``P_l(G)`` that a token activates the expert group ``G`` (a ``K``-subset of

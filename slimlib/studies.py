@@ -162,7 +162,7 @@ def compare_placements(problem: Problem, a: Placement, b: Placement) -> dict:
 
 def stage_comparison(problem: Problem, eps_values: Sequence[float], *, order="latency", unit=None,
                      max_units: int = MAX_UNITS, repeat: int = 1) -> list[dict]:
-    """Exact DP vs accelerated combination on the same stages (chapter *Max-plus convolution*, Fig. 11 of the book).
+    """Exact DP vs accelerated combination on the same stages (chapter *Max-plus convolution*).
 
     Follows Algorithm 2's stages; at each stage the per-layer gains are
     computed once and combined by :func:`slimlib.solvers.knapsack.combine_dp` (unit from

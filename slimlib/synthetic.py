@@ -1,4 +1,4 @@
-"""Seeded synthetic expert activation statistics (SPEC §6, source 3 "synthetic").
+"""Seeded synthetic expert activation statistics (chapter *Mixture of experts and where the experts go*, source "synthetic").
 
 Chapter *Mixture of experts and where the experts go*, section "Synthetic
 statistics".  The paper measured routing of the real checkpoints on VQA v2 and
@@ -188,7 +188,7 @@ def synthetic_profile(model: MoEModel, *, seed: int = 0, skew=DEFAULTS["skew"],
 def synthetic_stats(model: MoEModel, *, seed: int = 0, tokens: int = DEFAULTS["tokens"],
                     skew=DEFAULTS["skew"], layer_corr: float = DEFAULTS["layer_corr"],
                     affinity: float = DEFAULTS["affinity"], max_enumerate: int = 200_000) -> ActivationStats:
-    """Seeded synthetic routing statistics for a model card (SPEC §6, source "synthetic").
+    """Seeded synthetic routing statistics for a model card (chapter *Mixture of experts and where the experts go*, source "synthetic").
 
     Parameters
     ----------

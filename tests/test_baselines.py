@@ -1,4 +1,4 @@
-"""Baselines: none, random, popularity, coordinated popularity (chapter *Experiments*, SPEC §3)."""
+"""Baselines: none, random, popularity, coordinated popularity (chapter *Experiments*)."""
 from __future__ import annotations
 
 import numpy as np

@@ -82,7 +82,7 @@ def two_model_problem(seed, k1=1, k2=2):
 
 # -- hand-computed ------------------------------------------------------------------------
 def pair_problem(slots):
-    """SPEC §2's counterexample: one layer, E = K = 2, group {0, 1} with probability 1."""
+    """The counterexample of chapter *Problem and structure*: one layer, E = K = 2, group {0, 1} with probability 1."""
     model = MoEModel("pair", 1, 2, 2, hidden_size=1000, params_per_expert=10**6, bytes_per_param=1, act_bytes=1)
     stats = slimlib.ActivationStats(2, 2, [[[0, 1]]], probs=[[1.0]])
     net = Network(server_capacity_bytes=[slots * 10**6], server_flops=[20e12], user_capacity_bytes=[0],

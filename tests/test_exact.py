@@ -1,4 +1,4 @@
-"""The exact references: MILP (HiGHS) and brute force agree (SPEC §3, "Exact reference")."""
+"""The exact references: MILP (HiGHS) and brute force agree (the exact reference of chapter *Greedy for K = 1*)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Invariants every solver must satisfy, whatever it is (SPEC §7: "returns a Placement that respects every capacity").
+"""Invariants every solver must satisfy, whatever it is (the library contract: a Placement that respects every capacity).
 
 Loops over :func:`slimlib.methods`, so methods registered later are covered
 automatically.  1,000 random problems (one model with equal expert sizes, or

@@ -155,7 +155,7 @@ def fig1_data(*, models: Sequence[str] = SWITCH_MODELS, device_storage_gb: Seque
     """Figure 1: per-token *communication* latency vs device storage, SlimCaching vs U-shaped split inference.
 
     One user, one edge server with ``server_storage_gb`` of expert storage, the
-    cloud (SPEC §4, Fig. 1).  SlimCaching: the device caches its most
+    cloud (chapter *Experiments*, first figure).  SlimCaching: the device caches its most
     activated experts (default device policy), the edge server's cache is
     optimised by the proposed method (greedy for K=1); U-shaped: whole layers
     on device, then edge, then cloud (:mod:`slimlib.split_inference`).  Rows

@@ -83,7 +83,7 @@ def experiment_stats(model: MoEModel, num_users: int, seed: int = 0, *, tokens_p
     """Per-user activation statistics of the experiments (chapter *Experiments*, "Statistics").
 
     The population profile of ``model`` is ``data/stats/<model>-synthetic.json``
-    (:mod:`slimlib.synthetic`; SPEC §6, source 3); every user gets a sample of
+    (:mod:`slimlib.synthetic`); every user gets a sample of
     ``tokens_per_user`` tokens drawn from it with ``seed``.  Results are cached.
 
     Parameters

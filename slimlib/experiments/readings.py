@@ -24,7 +24,7 @@ __all__: list[str] = []
 
 #: Methods proposed by the paper (the rest are baselines or references).
 PROPOSED = ("greedy", "decomposition", "accelerated", "slimcaching")
-#: Baselines of SPEC §3 (U-shaped split inference only in Figure 1).
+#: Baselines of chapter *Experiments* (U-shaped split inference only in Figure 1).
 BASELINES = ("none", "random", "popularity", "coordinated-popularity", "blind-greedy", "u-shaped")
 
 #: Display names of the model cards (panel titles of the figures, names in sentences).

@@ -1,4 +1,4 @@
-"""Baselines that need no optimisation (chapter *Experiments*, SPEC §3).
+"""Baselines that need no optimisation (chapter *Experiments*).
 
 * ``"none"``: no edge caching.
 * ``"random"``: every server fills itself with experts drawn uniformly at

@@ -98,7 +98,7 @@ def server_order(problem: Problem, order="latency", *, _calls: CallLatency | Non
     order : {"latency", "capacity", "rate", "index"} or sequence of int
         * ``"latency"`` (default): fastest server first, by the weighted mean
           latency of one expert call through it,
-          ``sum_m w_m t_{m,n} / sum_m w_m`` (eq. (5) of chapter *The system
+          ``sum_m w_m t_{m,n} / sum_m w_m`` (eq. (1.3) of chapter *The system
           model*: both radio hops and the server's compute, seconds); ties by
           larger storage ``Q_n``.  The first stage sees every uncached expert
           as a cloud miss and takes the most requested ones, so they should

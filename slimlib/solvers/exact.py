@@ -1,6 +1,6 @@
 """Exact references: the mixed-integer program of (P1) and brute force.
 
-Chapter *Greedy for K = 1* (ratios to the optimum) and SPEC §3 ("Exact
+Chapter *Greedy for K = 1* (ratios to the optimum) and chapter *Problem and structure* ("Exact
 reference").  ``"exact"`` solves the MILP with HiGHS through
 :func:`scipy.optimize.milp`; ``"brute-force"`` enumerates every feasible
 placement of tiny instances and serves as an independent check of the MILP.
@@ -14,7 +14,7 @@ without edge caching.  Pairs that help no user (``t_{m,n} >= b_{m,c}`` for all
 of them) or do not fit alone are fixed to 0.  Two equivalent formulations of
 the latency (option ``formulation``):
 
-``"shares"`` (SPEC §3)
+``"shares"``
     Routing shares ``z[m, c, n] in [0, 1]`` for the servers faster than
     ``b_{m,c}``, with
 
@@ -23,7 +23,7 @@ the latency (option ``formulation``):
         z_{m,c,n} \\le x_{n,c}, \\qquad \\sum_{n} z_{m,c,n} \\le 1, \\qquad
         \\tau_{m,c} = b_{m,c} - \\sum_n (b_{m,c} - t_{m,n})\\, z_{m,c,n}
 
-    (SPEC's shares over device/servers/cloud summing to 1, with the share of
+    (routing shares over device/servers/cloud summing to 1, with the share of
     the base location eliminated).  For ``K = 1`` the objective is
     ``sum_m w_m sum_c p_{m,c} tau_{m,c} / sum_m w_m``; for Top-``K`` groups a
     continuous ``w[m, G] >= tau_{m,c}`` for every ``c in G`` is minimised in
@@ -76,7 +76,7 @@ def milp_model(problem: Problem, formulation: str = "levels", *, _deadline: floa
     ----------
     problem : Problem
     formulation : {"levels", "shares"}
-        ``"shares"``: routing shares ``z`` (SPEC §3); ``"levels"``: threshold
+        ``"shares"``: routing shares ``z``; ``"levels"``: threshold
         variables per group (module docstring), the same optimum with a
         tighter relaxation for ``K >= 2``.
 
@@ -325,7 +325,7 @@ def _highs_with_wall(mm: dict, opts: dict, quiet: bool, wall: float | None):
 @register("exact")
 def exact(problem: Problem, *, time_limit: float | None = 600.0, mip_rel_gap: float = 1e-9,
           formulation: str = "levels", disp: bool = False, warm_start: bool = True) -> Placement:
-    """Optimal placement by the MILP of (P1) solved with HiGHS (SPEC §3, "Exact reference").
+    """Optimal placement by the MILP of (P1) solved with HiGHS (the exact reference of chapter *Greedy for K = 1*).
 
     ``time_limit`` bounds the whole call: the warm start, building the model
     (vectorised) and HiGHS, which runs in a forked process stopped at the
@@ -486,7 +486,7 @@ def brute_force(problem: Problem, *, limit: int = BRUTE_FORCE_LIMIT) -> Placemen
 
     Independent of the MILP: every subset of columns that fits each server is
     enumerated (no pruning), the product over servers is scored with the
-    expected latency of SPEC §1 (vectorised over the last server's subsets),
+    expected latency of chapter *The system model* (vectorised over the last server's subsets),
     and the first best is returned.
 
     Parameters

@@ -130,7 +130,7 @@ def stage_latency(problem: Problem, placement: Placement, server: int,
         Per user ``m`` shape ``(L, E)``, seconds: ``tau_b(m, l, e)``, the
         fastest of device (if cached), the other servers caching ``e``, cloud.
     t_server : ndarray, shape (M,)
-        ``t_{m,n}``, seconds (eq. (5) of chapter *The system model*).
+        ``t_{m,n}``, seconds (eq. (1.3) of chapter *The system model*).
     """
     c = call_latency(problem) if calls is None else calls
     tau, t_srv, _ = _Context(problem, placement, c).stage_latency(placement, server)

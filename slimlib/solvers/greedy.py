@@ -1,6 +1,6 @@
 """Algorithm 1: cost-benefit greedy over (server, expert) pairs.
 
-Chapter *Greedy for K = 1* (SPEC §3, Algorithm 1).  The ground set is every
+Chapter *Greedy for K = 1* (Algorithm 1).  The ground set is every
 pair ``(n, c)`` of an edge server ``n`` and a *column* ``c = (u, l, e)`` (an
 expert ``e`` of MoE layer ``l`` of model ``u``); caching the pair costs
 ``expert_bytes_u`` of server ``n``'s storage ``Q_n``.  The greedy repeatedly

@@ -176,3 +176,13 @@ def test_wheel_ships_the_data_folder_and_data_dir_finds_it(tmp_path):
     assert out[0] == str(site / "slimlib" / "_data")
     assert int(out[1]) == len(list((ROOT / "data" / "models").glob("*.json")))
     assert float(out[2]) == slimlib.load_parameters().bandwidth_hz
+
+
+def test_docstrings_cite_the_book_not_internal_documents():
+    """Docstrings name the book's chapters and labels: no internal planning document, no paper numbering."""
+    bad = []
+    for path in sorted((ROOT / "slimlib").rglob("*.py")):
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\bSPEC\b|of the book\)|\beq\. \(\d+\)", line):
+                bad.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not bad, "\n".join(bad)

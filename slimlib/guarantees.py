@@ -4,7 +4,7 @@ Chapter *Problem and structure*, section "Every guarantee at a glance"
 (the table), and the algorithm chapters *Greedy for K = 1*, *Successive
 decomposition* and *Max-plus convolution*, whose propositions the rows cite.
 
-* :data:`GUARANTEES` — one row per (method, setting): the proven bound, whether
+* ``GUARANTEES`` — one row per (method, setting): the proven bound, whether
   it is tight, and the proposition.
 * :func:`measure_guarantees` — min and mean of ``R(method) / OPT`` on random
   instances of each row's setting (``OPT`` from the MILP).
@@ -101,7 +101,7 @@ def family_problem(family: str, seed: int):
 
 
 def measure_guarantees(num_problems: int = 30, *, seed: int = 0, progress: bool = False) -> dict:
-    """Min and mean of ``R(method) / OPT`` for every row of :data:`GUARANTEES`.
+    """Min and mean of ``R(method) / OPT`` for every row of ``GUARANTEES``.
 
     ``OPT`` is the MILP (``"exact"``) on :func:`family_problem` instances;
     instances with ``OPT = 0`` are skipped.

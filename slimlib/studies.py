@@ -81,7 +81,7 @@ def exhaustive_stage(problem: Problem, placement: Placement, server: int, *, lim
     Tries every set of (model, layer, expert) columns that fits in server
     ``n``'s storage, with the other servers' caches of ``placement`` fixed, and
     returns the largest increase of :func:`slimlib.latency_reduction`
-    (weighted seconds, like :attr:`StageResult.value`).
+    (weighted seconds, like ``StageResult.value``).
 
     Raises ValueError when there are more than ``limit`` candidate sets.
     """

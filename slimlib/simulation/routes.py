@@ -112,7 +112,7 @@ def call_routes(problem: Problem, placement: Placement, stages: CallStages | Non
     Returns
     -------
     loc : list of ndarray of int, one ``(L, E)`` per user
-        :data:`DEVICE`, :data:`CLOUD` or the server index ``n``.  Ties go to
+        ``DEVICE``, ``CLOUD`` or the server index ``n``.  Ties go to
         the device, then the cloud, then the lowest server index — the order
         of :func:`slimlib.latency.expert_latency`.
     nominal : list of ndarray, one ``(L, E)`` per user

@@ -14,17 +14,20 @@ device **once per token**, not once per layer as in expert caching:
 
 .. math::
 
-    T^{SI}_m = L_d \\frac{F}{f_m}
-      + [L_e + L_c > 0]\\Big(\\frac{h}{r^{up}_{m,n_0}} + \\frac{h}{r^{dn}_{m,n_0}}\\Big)
-      + L_e \\frac{F}{f_{n_0}}
-      + [L_c > 0]\\Big(2\\frac{h}{r_{bh}} + 2 d_{bh}\\Big) + L_c \\frac{F}{f_c}.
+    \begin{aligned}
+    T^{SI}_m = {} & L_d \frac{F}{f_m}
+      + [L_e + L_c > 0]\Big(\frac{h}{r^{up}_{m,n_0}} + \frac{h}{r^{dn}_{m,n_0}}\Big)
+      + L_e \frac{F}{f_{n_0}} \\
+      & + [L_c > 0]\Big(2\frac{h}{r_{bh}} + 2 d_{bh}\Big) + L_c \frac{F}{f_c}.
+    \end{aligned}
 
 Reconstruction notes (the paper's text is not available here): per layer the
 ``K`` activated experts run in parallel on whichever node holds the layer, so a
 layer costs one expert's compute ``F`` (as in SlimCaching's group latency);
 non-expert parts run on the device in both schemes and are not counted; the
 return trip from the cloud goes through the same edge server; every user is
-given the whole storage of its server (the baseline of Figure 1 has one user
+given the whole storage of its server (the baseline of the first figure of chapter
+*Experiments* has one user
 and one server, where this is exact).  The communication-only variant drops
 the compute terms and keeps the radio and backhaul terms.
 """

@@ -14,12 +14,12 @@ device **once per token**, not once per layer as in expert caching:
 
 .. math::
 
-    \begin{aligned}
-    T^{SI}_m = {} & L_d \frac{F}{f_m}
-      + [L_e + L_c > 0]\Big(\frac{h}{r^{up}_{m,n_0}} + \frac{h}{r^{dn}_{m,n_0}}\Big)
-      + L_e \frac{F}{f_{n_0}} \\
-      & + [L_c > 0]\Big(2\frac{h}{r_{bh}} + 2 d_{bh}\Big) + L_c \frac{F}{f_c}.
-    \end{aligned}
+    \\begin{aligned}
+    T^{SI}_m = {} & L_d \\frac{F}{f_m}
+      + [L_e + L_c > 0]\\Big(\\frac{h}{r^{up}_{m,n_0}} + \\frac{h}{r^{dn}_{m,n_0}}\\Big)
+      + L_e \\frac{F}{f_{n_0}} \\\\
+      & + [L_c > 0]\\Big(2\\frac{h}{r_{bh}} + 2 d_{bh}\\Big) + L_c \\frac{F}{f_c}.
+    \\end{aligned}
 
 Reconstruction notes (the paper's text is not available here): per layer the
 ``K`` activated experts run in parallel on whichever node holds the layer, so a

@@ -8,6 +8,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JB_FLAGS := -W -n --keep-going
+# Processes for the book build (pages and their notebooks read JOBS at a time, through
+# _ext/slimbook.py) and for the unit tests (pytest-xdist).
+JOBS   ?= 2
 
 .PHONY: book book-build test unit venv clean figures bench page lab
 
@@ -44,10 +47,10 @@ book: $(STAMP) $(NODE_STAMP)
 BOOK ?= .
 book-build:
 	rm -rf $(BOOK)/_build/html $(BOOK)/_build/jupyter_execute $(BOOK)/_build/.doctrees
-	SLIMLIB_STATIC=1 $(abspath $(VENV))/bin/jupyter-book build $(BOOK) --all $(JB_FLAGS)
+	SLIMLIB_STATIC=1 SLIMBOOK_JOBS=$(JOBS) $(abspath $(VENV))/bin/jupyter-book build $(BOOK) --all $(JB_FLAGS)
 
 unit: $(STAMP)
-	$(PY) -m pytest -q -m "not book and not browser and not notebooks and not lab and not rebuild" tests
+	$(PY) -m pytest -q -n $(JOBS) -m "not book and not browser and not notebooks and not lab and not rebuild" tests
 
 # After the book: the site in a browser; every downloaded .ipynb of the site executed in a fresh
 # venv that holds only the slimlib wheel + [notebooks] (tests/test_notebooks.py, 2 kernels at a

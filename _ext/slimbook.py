@@ -43,6 +43,11 @@ keeps its pages light:
   words wrap, and lets wide tables and displays scroll inside their own box
   instead of the whole page; ``static/slimbook.js`` opens a figure full size
   when it is tapped and shown smaller than drawn.
+* **Parallel reading.**  ``SLIMBOOK_JOBS=N`` (``make book`` sets ``N = 2``)
+  gives Sphinx ``N`` processes: pages, and so their notebooks, are read ``N``
+  at a time, one page per task, the chapters of ``slimlib_read_first`` (the
+  longest to execute) first.  jupyter-book 1's command line has no ``-j``;
+  two extensions it loads that keep no per-page data are declared safe here.
 * **One citation style.**  The bibliography is labelled author–year
   (``bibtex_default_style: slimbook``) like the citations in the text.
 """
@@ -463,8 +468,57 @@ def _clear_api_state(app, docname, source):
     app.env.temp_data.pop("slimlib_api_done", None)
 
 
+# jupyter-book 1's CLI has no ``-j``: ``SLIMBOOK_JOBS=N`` (the Makefile sets it) gives Sphinx N
+# processes, so pages are read -- and their notebooks executed -- N at a time.  Two extensions
+# that jupyter-book loads do not declare parallel safety (Sphinx then reads serially): both keep
+# no per-document environment data (sphinx_multitoc_numbering renumbers sections after reading,
+# in the main process; sphinx_jupyterbook_latex acts only in LaTeX builds), so they are safe.
+_UNDECLARED_BUT_SAFE = ("sphinx_multitoc_numbering", "sphinx_jupyterbook_latex")
+
+
+def _parallel_jobs(app, config):
+    raw = os.environ.get("SLIMBOOK_JOBS", "")
+    if not raw:
+        return
+    if not raw.isdigit() or int(raw) < 1:
+        raise ExtensionError(f"SLIMBOOK_JOBS={raw!r}: expected a whole number of processes >= 1")
+    app.parallel = int(raw)
+    # sphinx-proof declares parallel reading safe but its domain lacks merge_domaindata: it keeps
+    # no domain data (its registry env.proof_list is merged by its own env-merge-info handler),
+    # so there is nothing to merge.
+    from sphinx.domains import Domain
+    from sphinx_proof.domain import ProofDomain
+    if ProofDomain.merge_domaindata is Domain.merge_domaindata:
+        ProofDomain.merge_domaindata = lambda self, docnames, otherdata: None
+    # Sphinx hands each process batches of ~sqrt(n / N * 10) consecutive pages, so every chapter
+    # lands in the same batch after the API pages and is executed serially.  One page per task,
+    # longest first (_longest_first), keeps both processes busy to the end.
+    import sphinx.builders
+    sphinx.builders.make_chunks = lambda arguments, nproc, maxbatch=10: [[a] for a in arguments]
+
+
+def _longest_first(app, env, docnames):
+    """Read the pages of ``slimlib_read_first`` first, then pages with notebooks, then the rest."""
+    if app.parallel <= 1:
+        return
+    first = list(app.config.slimlib_read_first)
+    def key(doc):
+        if doc in first:
+            return (0, first.index(doc))
+        path = Path(env.doc2path(doc))
+        head = path.read_text(encoding="utf-8")[:2000] if path.is_file() else ""
+        return (1, 0) if "kernelspec" in head else (2, 0)
+    docnames.sort(key=key)            # stable: the alphabetical order within each class
+    for name in _UNDECLARED_BUT_SAFE:
+        ext = app.extensions.get(name)
+        if ext is not None and ext.parallel_read_safe is None:
+            ext.parallel_read_safe = ext.parallel_write_safe = True
+
+
 def setup(app):
     _register_bib_style()
+    app.connect("config-inited", _parallel_jobs)
+    app.connect("env-before-read-docs", _longest_first)
     static = str(Path(__file__).resolve().parent / "static")
     if static not in app.config.html_static_path:
         app.config.html_static_path.append(static)
@@ -473,6 +527,7 @@ def setup(app):
     app.connect("html-page-context", _frames_to_files, priority=950)
     app.add_config_value("slimlib_node_modules", "", "env")
     app.add_config_value("slimlib_notebook_branch", "", "html")
+    app.add_config_value("slimlib_read_first", [], "env")
     app.add_directive("slimlib-api", SlimlibApi)
     app.connect("source-read", _clear_api_state)
     app.connect("missing-reference", _resolve_public_alias)

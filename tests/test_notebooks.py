@@ -138,7 +138,7 @@ def test_downloaded_notebooks_run_in_a_fresh_venv(reader_venv, tmp_path):
     out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path, env=fresh_env(venv),
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0].startswith(str(venv)) and out[1] == "True" and int(out[2]) > 0, out
-    notebooks = chapter_notebooks()
+    notebooks = sorted(chapter_notebooks(), key=_longest_first_key())
     assert notebooks, f"no downloadable notebooks in {SITE / '_sources' / 'chapters'}"
     t0 = time.perf_counter()
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -153,6 +153,20 @@ def test_downloaded_notebooks_run_in_a_fresh_venv(reader_venv, tmp_path):
     print("\n".join(lines))
     errors = {nb.stem: r["error"] for nb, r in results.items() if r["error"]}
     assert not errors, "\n\n".join(f"--- {k}\n{v}" for k, v in errors.items())
+
+
+def _longest_first_key():
+    """Sort key: the chapters of ``slimlib_read_first`` (``_config.yml``, longest to run) first."""
+    import yaml
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    first = [Path(d).name for d in cfg["sphinx"]["config"]["slimlib_read_first"]]
+    return lambda nb: (first.index(nb.stem), "") if nb.stem in first else (len(first), nb.stem)
+
+
+def test_longest_chapters_run_first():
+    key = _longest_first_key()
+    names = [p.stem for p in sorted(map(Path, ["greedy.ipynb", "drift.ipynb", "moe_primer.ipynb"]), key=key)]
+    assert names == ["moe_primer", "greedy", "drift"]
 
 
 def _repository_url() -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _validate as V
-from ._datafiles import data_dirs, find, names, shipped_dir
+from ._datafiles import data_dir, data_dirs, find, names
 from ._serial import check_folder_writable, check_writable, read_json, write_json
 from .model import MoEModel
 from .network import Network, Parameters
@@ -89,19 +89,6 @@ def save(obj, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     return write_json(obj.to_dict(), path, overwrite=overwrite)
 
 
-def data_dir() -> Path:
-    """Folder of the book's shipped data files (the default target of the data generators).
-
-    The copy shipped inside an installed wheel (``slimlib/_data``, e.g.
-    ``pip install "slimlib @ git+..."`` on Colab; see ``setup.py``), else the
-    ``data/`` folder of the repository the package was installed from
-    (editable install, as ``make`` does it).  Folders in ``$SLIMLIB_DATA``
-    are searched before it by the ``load_*`` functions (:func:`slimlib.data_dirs`).
-    """
-    shipped = shipped_dir()
-    return shipped if shipped is not None else data_dirs()[0]
-
-
 def model_card_names() -> list[str]:
     """Names of the model cards in ``models/`` of every data folder (:func:`slimlib.data_dirs`)."""
     return names("models")
@@ -113,8 +100,39 @@ def load_model_card(name: str) -> MoEModel:
 
 
 def load_stats(name: str) -> ActivationStats:
-    """Load ``stats/<name>.json`` (a plain name, no folders) as :class:`~slimlib.ActivationStats`."""
-    return _load_as(find("stats", name, "stats"), ActivationStats, "stats")
+    """Load ``stats/<name>.json`` (a plain name, no folders) as :class:`~slimlib.ActivationStats`.
+
+    ``<card>-synthetic`` of a large model card (:func:`slimlib.synthetic.is_large_card`, e.g.
+    ``qwen3-moe-like-48x128``) is generated when no data folder has its file:
+    the book does not ship these multi-MB files, and
+    :func:`slimlib.synthetic.large_card_stats` produces the same object from
+    the card (seed 0) in a few seconds, then keeps it in memory.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a plain name, or there is neither such a file nor
+        a large card ``<card>`` for ``<card>-synthetic`` (the message lists the
+        known names).
+    """
+    V.plain_name("stats", name)
+    try:
+        path = find("stats", name, "stats")
+    except ValueError:
+        large = _large_cards()
+        if name in large:
+            from .synthetic import large_card_stats
+            return large_card_stats(large[name])
+        raise V.fail("stats", name, f"unknown statistics file; known: {names('stats')}, "
+                                    f"generated: {sorted(large)}") from None
+    return _load_as(path, ActivationStats, "stats")
+
+
+def _large_cards() -> dict[str, MoEModel]:
+    """``{"<card>-synthetic": card}`` for the large model cards (their statistics are generated)."""
+    from .synthetic import is_large_card
+    cards = (load_model_card(c) for c in names("models"))
+    return {f"{c.name}-synthetic": c for c in cards if is_large_card(c)}
 
 
 def load_parameters(name: str = "table1") -> Parameters:

@@ -7,7 +7,10 @@ kinds: ``model-card`` (:class:`~slimlib.MoEModel`), ``activation-stats``
 ``problem`` (:class:`~slimlib.Problem`) and ``placement``
 (:class:`~slimlib.Placement`).  :func:`load` reads any of them and
 :func:`save` writes any of them (atomically, never over an existing file
-unless asked).
+unless asked).  :func:`load_model_card`, :func:`load_stats` and
+:func:`load_parameters` find the book's data by name, and
+:func:`load_activation_stats` a model card's statistics by source
+(:data:`SOURCES`).
 
 This is the only module that imports every data class; the classes
 themselves depend only on ``slimlib._validate`` and ``slimlib._serial``.
@@ -30,7 +33,10 @@ from .stats import ActivationStats
 from .trace import RoutingTrace
 
 __all__ = ["load", "save", "data_dir", "data_dirs", "load_model_card", "load_stats",
-           "load_parameters", "model_card_names", "from_dict"]
+           "load_parameters", "model_card_names", "from_dict", "load_activation_stats", "SOURCES"]
+
+#: Statistics sources of the book, in the order chapters list them (:func:`load_activation_stats`).
+SOURCES = ("measured", "measured-tiny", "synthetic")
 
 REGISTRY = {"model-card": MoEModel, "activation-stats": ActivationStats, "parameters": Parameters,
             "network": Network, "problem": Problem, "placement": Placement, "routing-trace": RoutingTrace}
@@ -133,6 +139,41 @@ def _large_cards() -> dict[str, MoEModel]:
     from .synthetic import is_large_card
     cards = (load_model_card(c) for c in names("models"))
     return {f"{c.name}-synthetic": c for c in cards if is_large_card(c)}
+
+
+def load_activation_stats(model: str, source: str = "synthetic") -> ActivationStats:
+    """Statistics of a model card from one source (chapter *Mixture of experts and where the experts go*).
+
+    Parameters
+    ----------
+    model : str
+        Model card name, e.g. ``"moe-llava-phi2-2.7b-4e"``.
+    source : str
+        ``"synthetic"`` -> ``data/stats/<model>-synthetic.json``;
+        ``"measured"`` or ``"measured-tiny"`` -> ``data/stats/<model>-measured.json``
+        (its provenance must carry that source); anything else is read as the
+        path of a statistics file (e.g. written by ``python -m slimlib collect``).
+
+    Raises
+    ------
+    ValueError
+        If no such statistics exist.
+    """
+    if source == "synthetic":
+        return load_stats(f"{model}-synthetic")
+    if source in ("measured", "measured-tiny"):
+        s = load_stats(f"{model}-measured")
+        if s.provenance.get("source") != source:
+            raise V.fail("source", source, f"data/stats/{model}-measured.json holds "
+                                           f"{s.provenance.get('source')!r} statistics")
+        return s
+    path = Path(source)
+    if not path.is_file():
+        raise V.fail("source", source, f"not one of {SOURCES} and not a statistics file")
+    s = load(path)
+    if not isinstance(s, ActivationStats):
+        raise V.fail("source", source, f"holds a {type(s).__name__}, not activation statistics")
+    return s
 
 
 def load_parameters(name: str = "table1") -> Parameters:

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 import slimlib
 from slimlib import MoEModel
-from slimlib.activations import routing_summary
+from slimlib.skew import routing_summary
 from slimlib.synthetic import (DEFAULTS, LARGE_CARD_TOKENS, is_large_card, large_card_stats, synthetic_profile,
                                synthetic_scores, synthetic_stats, user_stats, write_synthetic)
 
@@ -184,7 +184,7 @@ def test_sources_and_figures(tmp_path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from slimlib.activations import load_activation_stats
+    from slimlib.io import load_activation_stats
     from slimlib.plotting import moe as moe_plots
     s = load_activation_stats("moe-llava-phi2-2.7b-4e", "synthetic")
     assert s.provenance["source"] == "synthetic"

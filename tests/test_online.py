@@ -11,7 +11,7 @@ import pytest
 import slimlib as sl
 from slimlib.cli import main
 from slimlib.drift import drift_profile, drifting_workload, estimate, write_drift_profile
-from slimlib.online import POLICIES, _Scorer, adopt, budget_counterexample, budgeted_step, moved_bytes, prepare, run_policy
+from slimlib.online import POLICIES, adopt, budget_counterexample, budgeted_step, moved_bytes, prepare, run_policy
 from slimlib.online_study import (budget_verdict, churn_verdict, recaching_verdict, slower_verdict,
                                   window_verdict)
 from slimlib.synthetic import user_stats
@@ -91,9 +91,11 @@ def test_estimator_converges_on_a_stationary_stream(problem):
         estimate(wl, window=2, forgetting=0.5)
 
 
-def test_scorer_agrees_with_the_evaluator(problem):
+def test_budgeted_scorer_agrees_with_the_evaluator(problem):
+    """budgeted_step scores candidates with slimlib.latency.BatchEvaluator: average_latency's numbers."""
+    from slimlib.latency import BatchEvaluator
     rng = np.random.default_rng(0)
-    score = _Scorer(problem)
+    score = BatchEvaluator(problem)
     mod = problem.models[0]
     per_server = int(problem.network.server_capacity_bytes[0] // mod.expert_bytes)
     for _ in range(20):

@@ -30,6 +30,19 @@ def shipped_dir() -> Path | None:
     return None
 
 
+def data_dir() -> Path:
+    """Folder of the book's shipped data files (the default target of the data generators).
+
+    The copy shipped inside an installed wheel (``slimlib/_data``, e.g.
+    ``pip install "slimlib @ git+..."`` on Colab; see ``setup.py``), else the
+    ``data/`` folder of the repository the package was installed from
+    (editable install, as ``make`` does it).  Folders in ``$SLIMLIB_DATA``
+    are searched before it by the ``load_*`` functions (:func:`slimlib.data_dirs`).
+    """
+    shipped = shipped_dir()
+    return shipped if shipped is not None else data_dirs()[0]
+
+
 def data_dirs() -> list[Path]:
     """Folders searched for model cards, statistics and parameter sets, first match first.
 

@@ -51,6 +51,11 @@ tensor ``(tokens,)`` of dropped tokens, and register it::
 Pad tokens are excluded through the attention mask.  Encoder-decoder models
 (Switch) are run with the prompt, shifted right, as decoder input (teacher
 forcing), so both stacks see every prompt token once.
+
+Related modules: :mod:`slimlib.gating` computes Top-``K`` gating from scratch
+(what the routers recorded here compute), :mod:`slimlib.skew` summarises how
+skewed the recorded routing is, and :func:`slimlib.io.load_activation_stats`
+loads the statistics of a model card from one of the book's sources.
 """
 from __future__ import annotations
 
@@ -60,9 +65,8 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from itertools import combinations
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -70,11 +74,7 @@ from . import _validate as V
 from .stats import ActivationStats
 
 __all__ = ["collect", "main_collect", "read_prompts", "byte_tokenizer", "find_routers", "RouterAdapter",
-           "ADAPTERS", "register_adapter", "topk_gating", "sparse_moe_forward", "routing_summary",
-           "load_activation_stats", "SOURCES"]
-
-#: Statistics sources of the book, in the order chapters list them.
-SOURCES = ("measured", "measured-tiny", "synthetic")
+           "ADAPTERS", "register_adapter"]
 
 
 def _show_progress(progress) -> bool:
@@ -83,75 +83,6 @@ def _show_progress(progress) -> bool:
         return bool(progress)
     import sys
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
-
-
-# -- Top-K gating from scratch (chapter section "Top-K gating") --------------------------------
-def topk_gating(x, weight, k: int, normalize: bool = True):
-    """Top-``K`` softmax gating of a token batch — the router of an MoE layer, from scratch.
-
-    Chapter *Mixture of experts and where the experts go*, eq. (gate):
-    ``g(x) = softmax(W x)``, keep the ``K`` largest entries, renormalise them.
-
-    Parameters
-    ----------
-    x : torch.Tensor, shape (T, d)
-        Hidden states of ``T`` tokens.
-    weight : torch.Tensor, shape (E, d)
-        Gate (router) weight ``W``.
-    k : int
-        ``K``, experts per token.
-    normalize : bool
-        Renormalise the ``K`` kept probabilities to sum to 1 (Mixtral; Qwen and
-        OLMoE make this a config option, ``norm_topk_prob``).
-
-    Returns
-    -------
-    logits : torch.Tensor, shape (T, E)
-    weights : torch.Tensor, shape (T, K)
-        Mixing weights of the chosen experts.
-    indices : torch.Tensor of int64, shape (T, K)
-        The chosen experts, most probable first.
-    """
-    import torch
-    logits = x @ weight.T
-    probs = torch.softmax(logits.float(), dim=-1)
-    weights, indices = torch.topk(probs, k, dim=-1)
-    if normalize:
-        weights = weights / weights.sum(dim=-1, keepdim=True)
-    return logits, weights, indices
-
-
-def sparse_moe_forward(x, weight, experts: Sequence[Callable], k: int, normalize: bool = True):
-    """Output of one MoE layer: ``y = sum_{e in TopK(x)} g_e(x) * expert_e(x)``.
-
-    Only the ``K`` chosen experts run for a token; each expert sees only the
-    tokens routed to it (chapter *Mixture of experts and where the experts go*,
-    Fig. 3).
-
-    Parameters
-    ----------
-    x : torch.Tensor, shape (T, d)
-    weight : torch.Tensor, shape (E, d)
-        Gate weight.
-    experts : sequence of callables
-        ``experts[e](h)`` maps ``(n, d) -> (n, d)``.
-    k : int
-    normalize : bool
-        See :func:`topk_gating`.
-
-    Returns
-    -------
-    y : torch.Tensor, shape (T, d)
-    indices : torch.Tensor, shape (T, K)
-    """
-    import torch
-    _, w, idx = topk_gating(x, weight, k, normalize)
-    y = torch.zeros_like(x)
-    for e, expert in enumerate(experts):
-        tok, slot = torch.where(idx == e)          # tokens that chose expert e, and in which slot
-        if len(tok):
-            y.index_add_(0, tok, (w[tok, slot, None] * expert(x[tok])).to(y.dtype))
-    return y, idx
 
 
 # -- router adapters ------------------------------------------------------------------------------
@@ -650,86 +581,3 @@ def main_collect(args) -> int:
               f"{p['dropped_tokens']})")
     print(f"written   {args.out}")
     return 0
-
-
-def load_activation_stats(model: str, source: str = "synthetic") -> ActivationStats:
-    """Statistics of a model card from one source (chapter *Mixture of experts and where the experts go*).
-
-    Parameters
-    ----------
-    model : str
-        Model card name, e.g. ``"moe-llava-phi2-2.7b-4e"``.
-    source : str
-        ``"synthetic"`` -> ``data/stats/<model>-synthetic.json``;
-        ``"measured"`` or ``"measured-tiny"`` -> ``data/stats/<model>-measured.json``
-        (its provenance must carry that source); anything else is read as the
-        path of a statistics file (e.g. written by ``python -m slimlib collect``).
-
-    Raises
-    ------
-    ValueError
-        If no such statistics exist.
-    """
-    from .io import load, load_stats
-    if source == "synthetic":
-        return load_stats(f"{model}-synthetic")
-    if source in ("measured", "measured-tiny"):
-        s = load_stats(f"{model}-measured")
-        if s.provenance.get("source") != source:
-            raise V.fail("source", source, f"data/stats/{model}-measured.json holds "
-                                           f"{s.provenance.get('source')!r} statistics")
-        return s
-    path = Path(source)
-    if not path.is_file():
-        raise V.fail("source", source, f"not one of {SOURCES} and not a statistics file")
-    s = load(path)
-    if not isinstance(s, ActivationStats):
-        raise V.fail("source", source, f"holds a {type(s).__name__}, not activation statistics")
-    return s
-
-
-# -- skew summaries (chapter "where the experts go") ----------------------------------------------
-def routing_summary(stats: ActivationStats) -> dict:
-    """Per-layer numbers that describe how skewed routing is.
-
-    Chapter *Mixture of experts and where the experts go*, section "Skew".
-
-    Returns
-    -------
-    dict of ndarray, each shape (L,)
-        ``entropy``: entropy of the expert load ``p_{l,e}/K`` divided by
-        ``log E`` (1 = perfectly balanced); ``top_expert``: ``max_e p_{l,e}``,
-        the probability that a token activates the layer's most popular expert
-        (``K/E`` if balanced); ``group_entropy``: entropy of ``P_l(G)`` divided
-        by ``log C(E, K)``; ``top_group``: ``max_G P_l(G)`` (``1/C(E,K)`` if
-        uniform); ``pair_lift`` (``K >= 2``): the mean, over the pairs
-        tokens actually activate (weighted by ``P_l(i, j)``), of the lift
-        ``P_l(i, j) / (p_{l,i} p_{l,j})``, divided by its value
-        ``(K-1) E / (K (E-1))`` under uniform routing (1 = pairs are as
-        frequent as their experts' popularity predicts, > 1 = experts
-        co-activate preferentially; NaN for ``K = 1``).  And ``layer_tv`` (scalar): mean
-        total-variation distance between the expert loads of two layers (0 =
-        every layer routes alike).
-    """
-    E, K, L = stats.num_experts, stats.top_k, stats.num_layers
-    marg = stats.marginals()
-    load = marg / K
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ent = -np.sum(np.where(load > 0, load * np.log(load), 0.0), axis=1) / math.log(E) if E > 1 else np.ones(L)
-    n_groups = math.comb(E, K)
-    gent, topg, lift = np.zeros(L), np.zeros(L), np.full(L, np.nan)
-    for l in range(L):
-        p = stats.probs(l)
-        gent[l] = -np.sum(p * np.log(p)) / math.log(n_groups) if n_groups > 1 else 1.0
-        topg[l] = p.max()
-        if K >= 2:
-            C = stats.coactivation(l)
-            iu = np.triu_indices(E, 1)
-            c = C[iu]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = np.where(c > 0, c / np.outer(marg[l], marg[l])[iu], 0.0)
-            lift[l] = float((c * r).sum() / c.sum()) / ((K - 1) * E / (K * (E - 1)))
-    tv = [0.5 * np.abs(load[a] - load[b]).sum() for a, b in combinations(range(L), 2)]
-    return {"entropy": ent, "top_expert": marg.max(axis=1), "group_entropy": gent, "top_group": topg,
-            "pair_lift": lift, "layer_tv": float(np.mean(tv)) if tv else 0.0}
-

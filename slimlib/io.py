@@ -7,7 +7,10 @@ kinds: ``model-card`` (:class:`~slimlib.MoEModel`), ``activation-stats``
 ``problem`` (:class:`~slimlib.Problem`) and ``placement``
 (:class:`~slimlib.Placement`).  :func:`load` reads any of them and
 :func:`save` writes any of them (atomically, never over an existing file
-unless asked).
+unless asked).  :func:`load_model_card`, :func:`load_stats` and
+:func:`load_parameters` find the book's data by name, and
+:func:`load_activation_stats` a model card's statistics by source
+(:data:`SOURCES`).
 
 This is the only module that imports every data class; the classes
 themselves depend only on ``slimlib._validate`` and ``slimlib._serial``.
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _validate as V
-from ._datafiles import data_dirs, find, names, shipped_dir
+from ._datafiles import data_dir, data_dirs, find, names
 from ._serial import check_folder_writable, check_writable, read_json, write_json
 from .model import MoEModel
 from .network import Network, Parameters
@@ -30,7 +33,10 @@ from .stats import ActivationStats
 from .trace import RoutingTrace
 
 __all__ = ["load", "save", "data_dir", "data_dirs", "load_model_card", "load_stats",
-           "load_parameters", "model_card_names", "from_dict"]
+           "load_parameters", "model_card_names", "from_dict", "load_activation_stats", "SOURCES"]
+
+#: Statistics sources of the book, in the order chapters list them (:func:`load_activation_stats`).
+SOURCES = ("measured", "measured-tiny", "synthetic")
 
 REGISTRY = {"model-card": MoEModel, "activation-stats": ActivationStats, "parameters": Parameters,
             "network": Network, "problem": Problem, "placement": Placement, "routing-trace": RoutingTrace}
@@ -89,19 +95,6 @@ def save(obj, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     return write_json(obj.to_dict(), path, overwrite=overwrite)
 
 
-def data_dir() -> Path:
-    """Folder of the book's shipped data files (the default target of the data generators).
-
-    The copy shipped inside an installed wheel (``slimlib/_data``, e.g.
-    ``pip install "slimlib @ git+..."`` on Colab; see ``setup.py``), else the
-    ``data/`` folder of the repository the package was installed from
-    (editable install, as ``make`` does it).  Folders in ``$SLIMLIB_DATA``
-    are searched before it by the ``load_*`` functions (:func:`slimlib.data_dirs`).
-    """
-    shipped = shipped_dir()
-    return shipped if shipped is not None else data_dirs()[0]
-
-
 def model_card_names() -> list[str]:
     """Names of the model cards in ``models/`` of every data folder (:func:`slimlib.data_dirs`)."""
     return names("models")
@@ -113,8 +106,74 @@ def load_model_card(name: str) -> MoEModel:
 
 
 def load_stats(name: str) -> ActivationStats:
-    """Load ``stats/<name>.json`` (a plain name, no folders) as :class:`~slimlib.ActivationStats`."""
-    return _load_as(find("stats", name, "stats"), ActivationStats, "stats")
+    """Load ``stats/<name>.json`` (a plain name, no folders) as :class:`~slimlib.ActivationStats`.
+
+    ``<card>-synthetic`` of a large model card (:func:`slimlib.synthetic.is_large_card`, e.g.
+    ``qwen3-moe-like-48x128``) is generated when no data folder has its file:
+    the book does not ship these multi-MB files, and
+    :func:`slimlib.synthetic.large_card_stats` produces the same object from
+    the card (seed 0) in a few seconds, then keeps it in memory.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a plain name, or there is neither such a file nor
+        a large card ``<card>`` for ``<card>-synthetic`` (the message lists the
+        known names).
+    """
+    V.plain_name("stats", name)
+    try:
+        path = find("stats", name, "stats")
+    except ValueError:
+        large = _large_cards()
+        if name in large:
+            from .synthetic import large_card_stats
+            return large_card_stats(large[name])
+        raise V.fail("stats", name, f"unknown statistics file; known: {names('stats')}, "
+                                    f"generated: {sorted(large)}") from None
+    return _load_as(path, ActivationStats, "stats")
+
+
+def _large_cards() -> dict[str, MoEModel]:
+    """``{"<card>-synthetic": card}`` for the large model cards (their statistics are generated)."""
+    from .synthetic import is_large_card
+    cards = (load_model_card(c) for c in names("models"))
+    return {f"{c.name}-synthetic": c for c in cards if is_large_card(c)}
+
+
+def load_activation_stats(model: str, source: str = "synthetic") -> ActivationStats:
+    """Statistics of a model card from one source (chapter *Mixture of experts and where the experts go*).
+
+    Parameters
+    ----------
+    model : str
+        Model card name, e.g. ``"moe-llava-phi2-2.7b-4e"``.
+    source : str
+        ``"synthetic"`` -> ``data/stats/<model>-synthetic.json``;
+        ``"measured"`` or ``"measured-tiny"`` -> ``data/stats/<model>-measured.json``
+        (its provenance must carry that source); anything else is read as the
+        path of a statistics file (e.g. written by ``python -m slimlib collect``).
+
+    Raises
+    ------
+    ValueError
+        If no such statistics exist.
+    """
+    if source == "synthetic":
+        return load_stats(f"{model}-synthetic")
+    if source in ("measured", "measured-tiny"):
+        s = load_stats(f"{model}-measured")
+        if s.provenance.get("source") != source:
+            raise V.fail("source", source, f"data/stats/{model}-measured.json holds "
+                                           f"{s.provenance.get('source')!r} statistics")
+        return s
+    path = Path(source)
+    if not path.is_file():
+        raise V.fail("source", source, f"not one of {SOURCES} and not a statistics file")
+    s = load(path)
+    if not isinstance(s, ActivationStats):
+        raise V.fail("source", source, f"holds a {type(s).__name__}, not activation statistics")
+    return s
 
 
 def load_parameters(name: str = "table1") -> Parameters:

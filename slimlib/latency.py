@@ -17,6 +17,10 @@ the chapter writes them :math:`\\theta_u` and :math:`\\phi_u`):
 An expert is served from the fastest location holding it (eq. 1.5); a Top-K group
 waits for its slowest expert, and the per-token latency is the
 probability-weighted sum over groups and layers (eq. 1.6).
+
+:class:`BatchEvaluator` (and :func:`average_latencies`) score many placements
+of one problem at once with the same formula — the numbers of
+:func:`average_latency` to 1e-12 — for searches that try many candidates.
 """
 from __future__ import annotations
 
@@ -24,11 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _validate as V
 from .problem import Placement, Problem
 
 __all__ = ["CallLatency", "call_latency", "expert_latency", "group_latency", "user_latency",
            "average_latency", "communication_latency", "latency_reduction", "best_server",
-           "latency_breakdown"]
+           "latency_breakdown", "BatchEvaluator", "average_latencies"]
+
+#: Largest number of floats :class:`BatchEvaluator` holds at once per chunk of placements.
+BATCH_CELLS = 2 ** 22
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,133 @@ def latency_reduction(problem: Problem, placement: Placement) -> float:
     w = problem.network.user_weight
     base = user_latency(problem, Placement.empty(problem))
     return float(w @ (base - user_latency(problem, placement)))
+
+
+class BatchEvaluator:
+    """:func:`average_latency` of many server placements of one problem at once.
+
+    The same formula as :func:`average_latency` (eqs. (1.5)–(1.6)): every
+    expert is served from the fastest location holding it, a group waits for
+    its slowest expert, and the users' per-token latencies are averaged with
+    the weights ``w_m``.  What does not depend on the server caches — the
+    call latencies, the device-or-cloud latency of every expert, every user's
+    groups and probabilities — is computed once, and a batch of placements is
+    scored in one vectorised pass (in chunks of at most ``BATCH_CELLS``
+    floats).  The results equal :func:`average_latency` to 1e-12 (relative;
+    ``tests/test_latency.py``).  Use it where a search scores many candidate
+    placements of one problem (the budgeted re-caching of chapter *When the
+    statistics drift*, :func:`slimlib.online.budgeted_step`).
+
+    Parameters
+    ----------
+    problem : Problem
+        Its device caches (``problem.device_cache``) are used unless
+        ``device`` is given.
+    device : list of ndarray of bool, optional
+        Device caches, one ``(L_u, E_u)`` array per user (e.g. ``placement.device``).
+
+    Notes
+    -----
+    Unlike :func:`average_latency`, the placements are not checked against
+    the capacities (a search may score infeasible candidates on purpose);
+    only their shapes are checked.  Latencies include compute
+    (``communication=False``).
+    """
+
+    def __init__(self, problem: Problem, device=None):
+        if not isinstance(problem, Problem):
+            raise V.fail("problem", problem, "must be a Problem")
+        device = problem.device_cache if device is None else device
+        if len(device) != problem.num_users:
+            raise V.fail("device", f"{len(device)} arrays", f"must hold one per user ({problem.num_users})")
+        c = call_latency(problem)
+        w = problem.network.user_weight / problem.network.user_weight.sum()
+        self.num_servers = problem.num_servers
+        self.shapes = [(m.num_layers, m.num_experts) for m in problem.models]
+        self._parts = []
+        for u, (L, E) in enumerate(self.shapes):
+            users = problem.users_of(u)
+            if not len(users):
+                self._parts.append(None)
+                continue
+            y = np.stack([np.asarray(device[m], bool) for m in users])
+            if y.shape != (len(users), L, E):
+                raise V.fail("device", f"shape {y.shape[1:]}", f"must be ({L}, {E}) for the users of model {u}")
+            base = np.where(y, np.minimum(c.local[users], c.cloud[users])[:, None, None],
+                            c.cloud[users][:, None, None])                       # (M_u, L, E) s
+            stats = [problem.stats[m] for m in users]
+            flat = np.concatenate([(i * L + s.group_layer)[:, None] * E + s.group_experts
+                                   for i, s in enumerate(stats)])              # (G, K) into (M_u, L, E)
+            weight = np.concatenate([w[m] * s.group_prob for m, s in zip(users, stats)])
+            self._parts.append((base, c.edge[users], flat, weight))
+
+    def __call__(self, servers) -> float | np.ndarray:
+        """Average latency, seconds, of one placement or a batch of placements.
+
+        Parameters
+        ----------
+        servers : list of ndarray of bool, one per model
+            ``servers[u]`` has shape ``(N, L_u, E_u)`` (one placement, like
+            ``Placement.server``) or ``(B, N, L_u, E_u)`` (``B`` placements,
+            the same ``B`` for every model).
+
+        Returns
+        -------
+        float, or ndarray of shape (B,)
+        """
+        if len(servers) != len(self.shapes):
+            raise V.fail("servers", f"{len(servers)} arrays", f"must hold one per model ({len(self.shapes)})")
+        xs = [np.asarray(x, bool) for x in servers]
+        single = xs[0].ndim == 3
+        xs = [x[None] if single else x for x in xs]
+        B = xs[0].shape[0]
+        for u, (x, (L, E)) in enumerate(zip(xs, self.shapes)):
+            if x.shape != (B, self.num_servers, L, E):
+                want = (self.num_servers, L, E) if single else (B, self.num_servers, L, E)
+                raise V.fail(f"servers[{u}]", f"shape {x.shape[1:] if single else x.shape}", f"must be {want}")
+        total = np.zeros(B)
+        for part, x in zip(self._parts, xs):
+            if part is None:
+                continue
+            base, edge, flat, weight = part
+            per = max(base.size, flat.size)                     # floats held per placement
+            step = max(1, BATCH_CELLS // per)
+            for b0 in range(0, B, step):
+                xb = x[b0:b0 + step]                                # (b, N, L, E)
+                tau = np.broadcast_to(base, (len(xb),) + base.shape).copy()   # (b, M_u, L, E)
+                for n in range(self.num_servers):
+                    np.minimum(tau, np.where(xb[:, n, None], edge[None, :, n, None, None], np.inf), out=tau)
+                slow = tau.reshape(len(xb), -1)[:, flat].max(axis=2)  # (b, G): tau(l, G) of every group
+                total[b0:b0 + step] += slow @ weight
+        return float(total[0]) if single else total
+
+
+def average_latencies(problem: Problem, placements) -> np.ndarray:
+    """:func:`average_latency` of every placement in ``placements``, shape ``(B,)``, seconds.
+
+    Placements that share their device caches are scored together by one
+    :class:`BatchEvaluator`.  Every placement is checked against ``problem``
+    (as :func:`average_latency` does).
+
+    Parameters
+    ----------
+    problem : Problem
+    placements : sequence of Placement
+    """
+    placements = list(placements)
+    for p in placements:
+        if not isinstance(p, Placement):
+            raise V.fail("placements", p, "must be a sequence of Placement")
+        p.check(problem)
+    out = np.empty(len(placements))
+    todo = list(range(len(placements)))
+    while todo:
+        dev = placements[todo[0]].device
+        same = [i for i in todo if all(np.array_equal(a, b) for a, b in zip(placements[i].device, dev))]
+        servers = [np.stack([placements[i].server[u] for i in same]) for u in range(len(problem.models))]
+        out[same] = BatchEvaluator(problem, device=dev)(servers)
+        todo = [i for i in todo if i not in same]
+    return out
 
 
 def latency_breakdown(model, params, distance_m: float) -> dict:

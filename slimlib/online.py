@@ -52,7 +52,7 @@ import numpy as np
 
 from . import _validate as V
 from .drift import DRIFT_KINDS, DriftingWorkload, Estimates
-from .latency import average_latency, call_latency
+from .latency import BatchEvaluator, average_latency
 from .problem import Placement, Problem
 
 __all__ = ["POLICIES", "OnlineContext", "OnlineRun", "prepare", "run_policy", "adopt", "budgeted_step",
@@ -69,42 +69,6 @@ POLICIES = ("static", "periodic", "budgeted")
 def moved_bytes(problem: Problem, old: Placement, new: Placement) -> float:
     """Bytes fetched over the backhaul to go from ``old`` to ``new``: new copies only (evictions are free)."""
     return float(sum(((n & ~o).sum() * m.expert_bytes) for m, o, n in zip(problem.models, old.server, new.server)))
-
-
-class _Scorer:
-    """``average_latency`` of many server placements of one problem, with the call latencies computed once.
-
-    The same formula as :func:`slimlib.average_latency` (eqs. (1.5)–(1.6) of
-    chapter *The system model*); the tests check it agrees to 1e-12.
-    """
-
-    def __init__(self, problem: Problem):
-        c = call_latency(problem)
-        w = problem.network.user_weight / problem.network.user_weight.sum()
-        self.parts = []
-        for u, mod in enumerate(problem.models):
-            users = problem.users_of(u)
-            y = np.stack([problem.device_cache[m] for m in users]) if len(users) else None
-            base = np.where(y, np.minimum(c.local[users], c.cloud[users])[:, None, None],
-                            c.cloud[users][:, None, None]) if len(users) else None
-            idx, layer, experts, weight = [], [], [], []
-            for i, m in enumerate(users):
-                s = problem.stats[m]
-                idx.append(np.full(len(s.group_prob), i))
-                layer.append(s.group_layer)
-                experts.append(s.group_experts)
-                weight.append(w[m] * s.group_prob)
-            self.parts.append((users, base, c.edge[users] if len(users) else None,
-                               *(np.concatenate(a) if a else None for a in (idx, layer, experts, weight))))
-
-    def __call__(self, server) -> float:
-        total = 0.0
-        for (users, base, edge, idx, layer, experts, weight), x in zip(self.parts, server):
-            if not len(users):
-                continue
-            tau = np.minimum(base, np.where(x[None], edge[:, :, None, None], np.inf).min(axis=1))
-            total += float(tau[idx[:, None], layer[:, None], experts].max(axis=1) @ weight)
-        return total
 
 
 def _popularity(problem: Problem) -> list[np.ndarray]:
@@ -126,6 +90,17 @@ def _budget(value) -> float:
 def _set(x, n, copies, value) -> None:
     for u, l, e in copies:
         x[u][n, l, e] = value
+
+
+def _variants(x, n, changes) -> list[np.ndarray]:
+    """Server caches ``x`` changed on server ``n``, once per ``(evict, fetch)`` in ``changes``: shape ``(B, N, L, E)`` per model."""
+    out = [np.repeat(xs[None], len(changes), axis=0) for xs in x]
+    for b, (evict, fetch) in enumerate(changes):
+        for u, l, e in evict:
+            out[u][b, n, l, e] = False
+        for u, l, e in fetch:
+            out[u][b, n, l, e] = True
+    return out
 
 
 def _group_sets(problem: Problem) -> list[set]:
@@ -184,8 +159,7 @@ def adopt(problem: Problem, current: Placement, target: Placement) -> Placement:
     return new
 
 
-def budgeted_step(problem: Problem, current: Placement, target: Placement, budget_bytes: float,
-                  *, scorer=None) -> Placement:
+def budgeted_step(problem: Problem, current: Placement, target: Placement, budget_bytes: float) -> Placement:
     """Move at most ``budget_bytes`` towards ``target``, best latency gain per byte first.
 
     Chapter *When the statistics drift*, section "Re-caching with a budget".
@@ -221,6 +195,10 @@ def budgeted_step(problem: Problem, current: Placement, target: Placement, budge
     move strictly lowers the latency on ``problem``.  Not proven: any fraction
     of the best gain reachable with ``B`` bytes; :func:`budget_counterexample`
     shows that no fraction above 1/2 holds.
+
+    The candidates of a server are scored together by
+    :class:`slimlib.latency.BatchEvaluator`, the batched form of
+    :func:`slimlib.average_latency`.
     """
     budget = _budget(budget_bytes)
     need = moved_bytes(problem, current, target)
@@ -228,7 +206,7 @@ def budgeted_step(problem: Problem, current: Placement, target: Placement, budge
         out = adopt(problem, current, target)
         out.info["moved_bytes"] = need
         return out
-    score = _Scorer(problem) if scorer is None else scorer
+    score = BatchEvaluator(problem)          # slimlib.average_latency of many candidates at once
     x = [s.copy() for s in current.server]
     cap = problem.network.server_capacity_bytes * (1 + 1e-9)
     sizes = [m.expert_bytes for m in problem.models]
@@ -244,12 +222,9 @@ def budgeted_step(problem: Problem, current: Placement, target: Placement, budge
                 continue
             drop = [(u, l, e) for u, (xs, ts) in enumerate(zip(x, target.server))
                     for l, e in np.argwhere(xs[n] & ~ts[n])]
-            loss = []
-            for u, l, e in drop:                              # single-removal loss of each dropped copy
-                x[u][n, l, e] = False
-                loss.append(score(x) - lat)
-                x[u][n, l, e] = True
+            loss = score(_variants(x, n, [([d], []) for d in drop])) - lat   # single-removal loss of each
             order = [drop[i] for i in np.argsort(loss, kind="stable")]
+            cand = []
             for move in moves:
                 size = sum(sizes[c[0]] for c in move)
                 free, evict = cap[n] - used[n], []
@@ -258,11 +233,10 @@ def budgeted_step(problem: Problem, current: Placement, target: Placement, budge
                         break
                     evict.append(d)
                     free += sizes[d[0]]
-                _set(x, n, evict, False)
-                _set(x, n, move, True)
-                gain = (lat - score(x)) / size
-                _set(x, n, move, False)
-                _set(x, n, evict, True)
+                cand.append((move, evict, size))
+            after = score(_variants(x, n, [(evict, move) for move, evict, _ in cand]))
+            for (move, evict, size), lat_after in zip(cand, after):
+                gain = (lat - lat_after) / size
                 if gain * size > 1e-12 * lat and (best is None or gain > best[0]):
                     best = (gain, n, move, evict, size)
         if best is None:

@@ -36,9 +36,22 @@ different expert on top in different layers; for Switch-base (Top-1) the top
 expert carries several times the balanced load ``1/E`` (in an occasional layer
 most of it).  The chapter prints the
 resulting skew numbers next to the ones of the tiny model trained in the book.
+
+Shipped files and generated statistics
+--------------------------------------
+``data/stats/<card>-synthetic.json`` is shipped for every card whose groups
+are enumerated (``C(E, K) <= MAX_ENUMERATE``).  The large cards
+(:func:`is_large_card`: ``deepseek-v3-like-58x256``, ``qwen3-moe-like-48x128``)
+would need files of 4-6 MB each, so :func:`slimlib.load_stats` generates their
+``<card>-synthetic`` statistics on demand (:func:`large_card_stats`: seed 0,
+``LARGE_CARD_TOKENS`` tokens per layer, a few seconds, then cached).
+``python -m slimlib.synthetic`` rewrites the shipped files byte for byte
+(``--large`` also writes the large cards' files).
 """
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import zlib
 from itertools import combinations
@@ -47,15 +60,20 @@ from pathlib import Path
 import numpy as np
 
 from . import _validate as V
+from ._datafiles import data_dir
+from ._serial import read_json, write_json
 from .model import MoEModel
 from .stats import ActivationStats
 
-__all__ = ["synthetic_stats", "synthetic_profile", "synthetic_scores", "user_stats", "write_synthetic", "DEFAULTS"]
+__all__ = ["synthetic_stats", "synthetic_profile", "synthetic_scores", "user_stats", "write_synthetic",
+           "is_large_card", "large_card_stats", "DEFAULTS"]
 
 #: Largest number of pair scores ``L * E * E`` kept (``K >= 2``; 8 bytes each).
 MAX_PAIR_SCORES = 2 ** 27
-#: Tokens per layer of the shipped statistics of cards sampled sequentially (see :func:`write_synthetic`).
+#: Tokens per layer of the statistics of cards sampled sequentially (see :func:`large_card_stats`).
 LARGE_CARD_TOKENS = 1000
+#: Default ``max_enumerate``: cards with more ``C(E, K)`` groups are sampled sequentially (:func:`is_large_card`).
+MAX_ENUMERATE = 200_000
 #: Largest ``tokens * K`` sampled per layer.
 MAX_TOKENS = 2 ** 26
 
@@ -187,7 +205,7 @@ def synthetic_profile(model: MoEModel, *, seed: int = 0, skew=DEFAULTS["skew"],
 
 def synthetic_stats(model: MoEModel, *, seed: int = 0, tokens: int = DEFAULTS["tokens"],
                     skew=DEFAULTS["skew"], layer_corr: float = DEFAULTS["layer_corr"],
-                    affinity: float = DEFAULTS["affinity"], max_enumerate: int = 200_000) -> ActivationStats:
+                    affinity: float = DEFAULTS["affinity"], max_enumerate: int = MAX_ENUMERATE) -> ActivationStats:
     """Seeded synthetic routing statistics for a model card (chapter *Mixture of experts and where the experts go*, source "synthetic").
 
     Parameters
@@ -312,27 +330,107 @@ def user_stats(stats: ActivationStats, num_users: int, *, seed: int = 0, tokens_
     return out
 
 
-def write_synthetic(folder=None, *, seed: int = 0, **params) -> list[Path]:
-    """Write ``stats/<card>-synthetic.json`` for every model card in ``models/``.
+def is_large_card(card: MoEModel) -> bool:
+    """Whether ``card`` has more ``C(E, K)`` groups than :func:`synthetic_stats` enumerates by default.
+
+    Such cards (modern MoEs: 128 experts with Top-8, 256 with Top-8) are sampled
+    sequentially with ``LARGE_CARD_TOKENS`` tokens per layer, and their
+    statistics ``<card>-synthetic`` are not shipped as files: the files
+    would be several MB each, while generating them takes a few seconds
+    (:func:`large_card_stats`).
+    """
+    return math.comb(card.num_experts, card.top_k) > MAX_ENUMERATE
+
+
+def large_card_stats(card: MoEModel) -> ActivationStats:
+    """The statistics ``<card>-synthetic`` of a large card (:func:`is_large_card`), generated on demand.
+
+    :func:`slimlib.load_stats` calls this when ``stats/<card>-synthetic.json``
+    does not exist and ``card`` is large: seed 0, the default parameters and
+    ``LARGE_CARD_TOKENS`` tokens per layer, exactly what
+    ``write_synthetic(large=True)`` writes (the same object as the file held
+    when these files were shipped).  Generating takes a few seconds
+    (``deepseek-v3-like-58x256``: about 4 s, ``qwen3-moe-like-48x128``: about
+    2 s on one core); the result is kept in memory (keyed by the card's JSON
+    text), so later calls only copy it.
+
+    Returns
+    -------
+    ActivationStats
+        A fresh copy: changing it does not change what later calls return.
+
+    Raises
+    ------
+    ValueError
+        If ``card`` is not a large card.
+    """
+    if not isinstance(card, MoEModel):
+        raise V.fail("card", card, "must be a MoEModel")
+    if not is_large_card(card):
+        raise V.fail("card", card.name, f"C({card.num_experts}, {card.top_k}) groups are at most "
+                                        f"{MAX_ENUMERATE}: its statistics are a shipped file, not generated")
+    return copy.deepcopy(_large_card_stats(card.to_json()))
+
+
+@functools.lru_cache(maxsize=4)
+def _large_card_stats(card_json: str) -> ActivationStats:
+    return synthetic_stats(MoEModel.from_json(card_json), seed=0, tokens=LARGE_CARD_TOKENS)
+
+
+def write_synthetic(folder=None, *, seed: int = 0, large: bool = False, **params) -> list[Path]:
+    """Write ``stats/<card>-synthetic.json`` for the model cards in ``models/``.
 
     ``python -m slimlib.synthetic`` calls this; the same seed and parameters
     give byte-identical files.  Cards whose ``C(E, K)`` groups are sampled
-    sequentially (modern MoEs such as 128 experts with Top-8) get
-    ``LARGE_CARD_TOKENS`` tokens per layer unless ``tokens`` is given.
+    sequentially (:func:`is_large_card`: modern MoEs such as 128 experts with
+    Top-8) get ``LARGE_CARD_TOKENS`` tokens per layer unless ``tokens`` is
+    given, and are written only with ``large=True``
+    (``python -m slimlib.synthetic --large``): the book does not ship their
+    files, :func:`slimlib.load_stats` generates them (:func:`large_card_stats`).
+
+    Parameters
+    ----------
+    folder : path-like, optional
+        Data folder with ``models/``; default :func:`slimlib.data_dir`.
+    seed : int
+    large : bool
+        Also write the large cards' files (several MB each).
+    **params
+        Passed to :func:`synthetic_stats`.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, in the cards' order.
     """
-    from .io import data_dir, load, save
     folder = data_dir() if folder is None else Path(folder)
     out = []
     for path in sorted((folder / "models").glob("*.json")):
-        card = load(path)
+        try:
+            card = MoEModel.from_dict(read_json(path))
+        except ValueError as exc:
+            raise ValueError(f"{path.name}: {exc}") from None
         kw = dict(params)
-        if "tokens" not in kw and math.comb(card.num_experts, card.top_k) > kw.get("max_enumerate", 200_000):
-            kw["tokens"] = LARGE_CARD_TOKENS          # modern MoEs (e.g. 128 experts, Top-8): keep the file small
-        out.append(save(synthetic_stats(card, seed=seed, **kw), folder / "stats" / f"{card.name}-synthetic.json",
-                        overwrite=True))
+        if math.comb(card.num_experts, card.top_k) > kw.get("max_enumerate", MAX_ENUMERATE):
+            if not large:
+                continue
+            kw.setdefault("tokens", LARGE_CARD_TOKENS)   # modern MoEs (e.g. 128 experts, Top-8): smaller file
+        out.append(write_json(synthetic_stats(card, seed=seed, **kw).to_dict(),
+                              folder / "stats" / f"{card.name}-synthetic.json", overwrite=True))
     return out
 
 
-if __name__ == "__main__":  # pragma: no cover
-    for p in write_synthetic():
+def main(argv=None) -> int:  # pragma: no cover - a thin wrapper of write_synthetic
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m slimlib.synthetic",
+                                 description="Regenerate data/stats/<card>-synthetic.json (seed 0).")
+    ap.add_argument("--large", action="store_true",
+                    help="also write the large cards' files (generated on demand otherwise)")
+    args = ap.parse_args(argv)
+    for p in write_synthetic(large=args.large):
         print("written", p)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -500,10 +500,10 @@ def skew_summary(stats: ActivationStats) -> dict:
 
     ``entropy`` (normalised entropy of the expert load), ``top_expert``
     (probability of the most used expert) and ``top_group`` (probability of
-    the most used group) from :func:`slimlib.activations.routing_summary`, plus
+    the most used group) from :func:`slimlib.skew.routing_summary`, plus
     ``sorted_load``, shape (L, E): the marginals sorted in decreasing order.
     """
-    from .activations import routing_summary
+    from .skew import routing_summary
     r = routing_summary(stats)
     return {"entropy": np.asarray(r["entropy"]), "top_expert": np.asarray(r["top_expert"]),
             "top_group": np.asarray(r["top_group"]),

@@ -165,7 +165,7 @@ def results_markdown(table, *, y: str = "latency_s", scale: float = 1e3, unit: s
     xlabel : str, optional
         Title of the swept-value column (default the table's ``meta["xlabel"]``).
     """
-    from .plotting import method_style
+    from .plotting import series_style
     from .plotting.experiments import _label
     from .reporting import markdown_table
     methods = [m for m in (methods or table.unique("method")) if m in table.unique("method")]
@@ -180,5 +180,5 @@ def results_markdown(table, *, y: str = "latency_s", scale: float = 1e3, unit: s
                 x = table.mean(y, panel=pan, value=v, method=m)
                 row[m] = "–" if not math.isfinite(x) else f"{x * scale:.{digits}f}"
             rows.append(row)
-    heads = ["model / panel", xlabel] + [f"{method_style(m)['label']} ({unit})" for m in methods]
+    heads = ["model / panel", xlabel] + [f"{series_style(m)['label']} ({unit})" for m in methods]
     return markdown_table(rows, ["panel", "value", *methods], heads, align="ll" + "r" * len(methods))

@@ -20,8 +20,9 @@ transformers = pytest.importorskip("transformers")
 
 import slimlib  # noqa: E402
 from slimlib import cli  # noqa: E402
-from slimlib.activations import (byte_tokenizer, collect, find_routers, read_prompts,  # noqa: E402
-                                 routing_summary, sparse_moe_forward, topk_gating)
+from slimlib.activations import byte_tokenizer, collect, find_routers, read_prompts  # noqa: E402
+from slimlib.gating import sparse_moe_forward, topk_gating  # noqa: E402
+from slimlib.skew import routing_summary  # noqa: E402
 
 V = 260  # 256 bytes + pad + spare ids
 PAD = 256

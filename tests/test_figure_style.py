@@ -92,3 +92,24 @@ def test_experiment_figures_stay_within_the_column_legend_included():
             assert not small
         finally:
             plt.close(fig)
+
+
+def test_one_style_table_for_methods_policies_and_series():
+    """Methods, re-placement policies and the live network's series all read ``SERIES_STYLE``."""
+    from slimlib.online import POLICIES
+    from slimlib.plotting import SERIES_STYLE, online, series_style, simulation
+    assert set(sl.methods()) | set(POLICIES) <= set(SERIES_STYLE)       # every name has its look
+    for name, st in SERIES_STYLE.items():
+        assert set(st) == {"color", "marker", "linestyle", "label"}, name
+    for p in POLICIES:
+        assert online.policy_style(p) == series_style(p) == SERIES_STYLE[p]
+    assert online.policy_style("budgeted", 5.0)["label"] == "budgeted, B = 5 MB"
+    for name in ("load-aware", "decomposition", "plain", "greedy"):
+        assert simulation._style(name) == SERIES_STYLE[name]
+    assert simulation._style("expected")["marker"] == "p"             # live-network series always have a marker
+    assert series_style("no-such") == {"label": "no-such"}
+    st = series_style("greedy")
+    st["color"] = "red"
+    assert SERIES_STYLE["greedy"]["color"] != "red"                    # a copy, not the table
+    for mod in (online, simulation):
+        assert not [k for k in vars(mod) if k.endswith("_STYLE")], mod.__name__

@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 import slimlib  # noqa: E402
 from slimlib.experiments import cli as E  # noqa: E402
 from slimlib import theory as T  # noqa: E402
+from slimlib import theory_study as TS  # noqa: E402
 from slimlib.cli import main  # noqa: E402
 from slimlib.plotting import moe, schematics  # noqa: E402
 
@@ -97,7 +98,7 @@ def test_fig5_csv(runs):
     for c in ("call_local_s", "call_edge_1_s", "call_edge_2_s", "call_cloud_s", "cloud_via_server",
               "distance_server_1_m", "distance_server_2_m", "model"):
         assert c in cols
-    cases = T.routing_cases()
+    cases = TS.routing_cases()
     assert [r["case"] for r in rows] == [c.key for c in cases]
     assert [r["panel"] for r in rows] == list("abcde")
     for r, c in zip(rows, cases):
@@ -132,4 +133,4 @@ def test_data_functions_small():
     assert [r["probability"] for r in rows if r["layer"] == 0] == pytest.approx([2 / 3, 1 / 3, 0.0])
     with pytest.raises(ValueError, match="layer"):
         moe.expert_heatmap_data(s, layer=2)
-    assert len(schematics.routing_cases_data(T.routing_cases()[:2])) == 2
+    assert len(schematics.routing_cases_data(TS.routing_cases()[:2])) == 2

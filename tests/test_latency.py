@@ -140,3 +140,70 @@ def test_latency_between_best_location_bound_and_no_edge_cache(problem, seed):
 def test_random_problem_latencies_are_reproducible():
     a, b = random_problem(7, top_k=2, num_experts=4), random_problem(7, top_k=2, num_experts=4)
     assert sl.average_latency(a, sl.Placement.empty(a)) == sl.average_latency(b, sl.Placement.empty(b))
+
+
+def _lifted(problem):
+    """``problem`` with room for every expert on every server and device (every random placement fits)."""
+    big = 1e18
+    net = problem.network.replace(server_capacity_bytes=[big] * problem.num_servers,
+                                  user_capacity_bytes=[big] * problem.num_users)
+    return problem.replace(network=net)
+
+
+def _two_models(seed):
+    """Three users, two servers: users 0 and 1 run a Top-2 model, user 2 a Top-1 model of another shape."""
+    from slimlib.instances import random_stats
+    rng = np.random.default_rng(seed)
+    p = random_problem(seed, num_users=3, num_servers=2, num_layers=2, num_experts=4, top_k=2, weights=True)
+    other = sl.MoEModel("other", num_layers=3, num_experts=5, top_k=1, hidden_size=500, params_per_expert=10**5,
+                        bytes_per_param=1, act_bytes=1)
+    stats = list(p.stats[:2]) + [random_stats(rng, 3, 5, 1, model="other")]
+    return sl.Problem([p.models[0], other], p.network, stats, user_model=[0, 0, 1])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batch_evaluator_equals_average_latency_one_at_a_time(seed):
+    """BatchEvaluator / average_latencies give average_latency's numbers to 1e-12 on random instances."""
+    from slimlib.latency import BatchEvaluator, average_latencies
+    rng = np.random.default_rng(seed)
+    base = _two_models(seed) if seed % 2 else random_problem(seed, num_users=3, num_servers=3, num_layers=2,
+                                                                num_experts=5, top_k=1 + seed % 3, weights=True)
+    problem = _lifted(base)
+    shapes = [(m.num_layers, m.num_experts) for m in problem.models]
+    devices = [[rng.random(shapes[problem.user_model[m]]) < 0.3 for m in range(problem.num_users)]
+               for _ in range(2)]
+    placements = [sl.Placement([rng.random((problem.num_servers, L, E)) < rng.uniform(0, 0.8) for L, E in shapes],
+                               devices[i % 2]) for i in range(12)]
+    placements.append(sl.Placement.empty(problem))
+    one_by_one = np.array([sl.average_latency(problem, P) for P in placements])
+    np.testing.assert_allclose(average_latencies(problem, placements), one_by_one, rtol=1e-12, atol=0)
+    ev = BatchEvaluator(problem, device=devices[0])
+    batch = [np.stack([placements[i].server[u] for i in range(0, 12, 2)]) for u in range(len(shapes))]
+    np.testing.assert_allclose(ev(batch), one_by_one[0:12:2], rtol=1e-12, atol=0)
+    assert ev(placements[2].server) == pytest.approx(one_by_one[2], rel=1e-12)   # one placement -> a float
+    # more placements than one chunk holds: same numbers
+    import slimlib.latency as lat_mod
+    old, lat_mod.BATCH_CELLS = lat_mod.BATCH_CELLS, 1
+    try:
+        np.testing.assert_allclose(ev(batch), one_by_one[0:12:2], rtol=1e-12, atol=0)
+    finally:
+        lat_mod.BATCH_CELLS = old
+    assert one_by_one.max() > one_by_one.min()                                   # the placements differ
+
+
+def test_batch_evaluator_rejects_wrong_shapes():
+    from slimlib.latency import BatchEvaluator, average_latencies
+    p = random_problem(0, num_users=2, num_servers=2, num_layers=2, num_experts=3)
+    ev = BatchEvaluator(p)
+    with pytest.raises(ValueError, match=r"servers\[0\]"):
+        ev([np.zeros((2, 2, 4), bool)])
+    with pytest.raises(ValueError, match="servers"):
+        ev([np.zeros((2, 2, 3), bool)] * 2)
+    with pytest.raises(ValueError, match="device"):
+        BatchEvaluator(p, device=[np.zeros((2, 3), bool)])
+    with pytest.raises(ValueError, match="placements"):
+        average_latencies(p, [p])
+    full = sl.Placement([np.ones((2, 2, 3), bool)], p.device_cache)
+    assert full.used_bytes(p).max() > p.network.server_capacity_bytes.max()
+    with pytest.raises(ValueError, match="capacity"):
+        average_latencies(p, [full])                       # checked like average_latency

@@ -11,7 +11,7 @@ import pytest
 import slimlib as sl
 from slimlib.cli import main
 from slimlib.drift import drift_profile, drifting_workload, estimate, write_drift_profile
-from slimlib.online import _Scorer, adopt, budget_counterexample, budgeted_step, moved_bytes, prepare, run_policy
+from slimlib.online import POLICIES, adopt, budget_counterexample, budgeted_step, moved_bytes, prepare, run_policy
 from slimlib.online_study import (budget_verdict, churn_verdict, recaching_verdict, slower_verdict,
                                   window_verdict)
 from slimlib.synthetic import user_stats
@@ -91,9 +91,11 @@ def test_estimator_converges_on_a_stationary_stream(problem):
         estimate(wl, window=2, forgetting=0.5)
 
 
-def test_scorer_agrees_with_the_evaluator(problem):
+def test_budgeted_scorer_agrees_with_the_evaluator(problem):
+    """budgeted_step scores candidates with slimlib.latency.BatchEvaluator: average_latency's numbers."""
+    from slimlib.latency import BatchEvaluator
     rng = np.random.default_rng(0)
-    score = _Scorer(problem)
+    score = BatchEvaluator(problem)
     mod = problem.models[0]
     per_server = int(problem.network.server_capacity_bytes[0] // mod.expert_bytes)
     for _ in range(20):
@@ -298,6 +300,7 @@ def test_study_and_figures_of_the_chapter(problem):
     from matplotlib import pyplot as plt
     from slimlib.online_study import drift_study
     from slimlib.plotting import online as oplot
+    from slimlib.plotting import series_style
     size = problem.models[0].expert_bytes
     st = drift_study(problem, budgets_mb=(0, size / 1e6, math.inf), budget_mb=2 * size / 1e6, windows=(1, 2),
                      periods=6, start=2, duration=2, tokens=200)
@@ -315,5 +318,5 @@ def test_study_and_figures_of_the_chapter(problem):
         assert fig.legends, "legend outside the axes"
         assert not any(ax.get_legend() for ax in fig.axes)
         plt.close(fig)
-    styles = {(s["color"], s["marker"]) for s in oplot.POLICY_STYLE.values()}
+    styles = {(s["color"], s["marker"]) for s in map(series_style, POLICIES)}
     assert len(styles) == 3 and len({c for c, _ in styles}) == 3 and len({m for _, m in styles}) == 3

@@ -12,12 +12,13 @@ import pytest  # noqa: E402
 
 import slimlib as sl  # noqa: E402
 from slimlib import theory as T  # noqa: E402
+from slimlib import theory_study as TS  # noqa: E402
 from slimlib.plotting import schematics as S  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def cases():
-    return T.routing_cases()
+    return TS.routing_cases()
 
 
 def test_routing_cases_equal_the_evaluator(cases):
@@ -84,7 +85,7 @@ def test_figure4_and_widget_draw():
 
 def test_routing_cases_bad_input():
     with pytest.raises(ValueError, match="distance_m"):
-        T.routing_cases(distance_m=(100.0,))
+        TS.routing_cases(distance_m=(100.0,))
     one = sl.MoEModel("one", 1, 1, 1, 8, 10)
     with pytest.raises(ValueError, match="num_experts"):
-        T.routing_cases(model=one)
+        TS.routing_cases(model=one)

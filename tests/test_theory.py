@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import slimlib as sl
 from slimlib import theory as T
+from slimlib import theory_study as TS
 from slimlib.instances import random_problem
 from conftest import tiny_problems
 
@@ -19,14 +20,14 @@ T_CLOUD = 8000 / 8e6 + 2 * 8000 / 1e9 + 2 * 5e-3 + 2e6 / 100e12 + 8000 / 8e6   #
 
 
 def test_counterexample_latencies_by_hand():
-    c = sl.call_latency(T.counterexample_not_supermodular())
+    c = sl.call_latency(TS.counterexample_not_supermodular())
     assert c.edge[0] == pytest.approx([T_EDGE0, T_EDGE1], rel=1e-12)
     assert c.cloud[0] == pytest.approx(T_CLOUD, rel=1e-12)
     assert T_CLOUD == pytest.approx(12.01602e-3, rel=1e-9)
 
 
 def test_not_submodular_counterexample_found_exactly():
-    p = T.counterexample_not_submodular()
+    p = TS.counterexample_not_submodular()
     assert T.ground_set(p) == [(0, 0, 0, 0), (0, 0, 0, 1)]
     viol = T.check_submodular(p)
     # the only nested pairs with A != B are (∅, {other}): exactly two violations, by symmetry
@@ -48,7 +49,7 @@ def test_not_submodular_counterexample_found_exactly():
 
 
 def test_not_supermodular_counterexample_found():
-    p = T.counterexample_not_supermodular()
+    p = TS.counterexample_not_supermodular()
     viol = T.check_supermodular(p)
     assert viol, "two servers serving the same expert must break supermodularity"
     A, B, e = ((0, 0, 0, 1),), ((0, 0, 0, 0), (0, 0, 0, 1)), (1, 0, 0, 0)
@@ -63,7 +64,7 @@ def test_not_supermodular_counterexample_found():
 
 
 def test_random_pairs_mode_finds_counterexamples():
-    p = T.counterexample_not_supermodular()
+    p = TS.counterexample_not_supermodular()
     assert T.check_submodular(p, exhaustive_max=0, samples=300, seed=1)
     assert T.check_supermodular(p, exhaustive_max=0, samples=300, seed=1)
     assert T.check_monotone(p, exhaustive_max=0, samples=300, seed=1) == []
@@ -72,7 +73,6 @@ def test_random_pairs_mode_finds_counterexamples():
 def test_exhaustive_visits_every_nested_pair():
     """With f(S) = |S|^2 (gain 2|S|+1, strictly increasing) every pair A ⊊ B violates submodularity:
     the exhaustive check must report exactly |V| (3^(|V|-1) - 2^(|V|-1)) of them, and none for supermodularity."""
-    from slimlib.theory import _check
 
     class Square:
         base = frozenset()
@@ -83,15 +83,15 @@ def test_exhaustive_visits_every_nested_pair():
         def gain(self, S, e):
             return self(set(S) | {e}) - self(S)
 
-    p = T.counterexample_not_supermodular()
+    p = TS.counterexample_not_supermodular()
     n = len(T.ground_set(p))
     assert n == 4
-    viol = _check(p, "submodular", f=Square())
+    viol = T.check_property(p, "submodular", function=Square())
     assert len(viol) == n * (3 ** (n - 1) - 2 ** (n - 1))
     assert all(set(v.A) < set(v.B) and v.element not in v.B for v in viol)
     assert all(v.gain_B - v.gain_A == 2 * (len(v.B) - len(v.A)) for v in viol)
-    assert _check(p, "supermodular", f=Square()) == []
-    assert _check(p, "monotone", f=Square()) == []
+    assert T.check_property(p, "supermodular", function=Square()) == []
+    assert T.check_property(p, "monotone", function=Square()) == []
 
 
 def test_reduction_is_the_evaluator():
@@ -162,15 +162,15 @@ def test_separability(problem, seed):
 
 
 def test_k2_survey_finds_violations_k1_none():
-    s1 = T.survey(1, 25, seed=5)
+    s1 = TS.survey(1, 25, seed=5)
     assert s1.total("submodular") == 0 and s1.total("monotone") == 0
-    s2 = T.survey(2, 25, seed=5)
+    s2 = TS.survey(2, 25, seed=5)
     assert s2.with_violation("submodular") > 0
     assert s2.total("supermodular", servers="1") == 0
     rec, v = s2.example("submodular")
     assert v.gain_A < v.gain_B
     # the reported violation is real: recompute it on the recorded problem
-    p = T.random_problem_for_survey(rec.seed, rec.shape)
+    p = TS.random_problem_for_survey(rec.seed, rec.shape)
     assert T.marginal_gain(p, v.A, v.element) == pytest.approx(v.gain_A, abs=1e-15)
     assert T.marginal_gain(p, v.B, v.element) == pytest.approx(v.gain_B, abs=1e-15)
     rows = s2.table()
@@ -178,26 +178,26 @@ def test_k2_survey_finds_violations_k1_none():
 
 
 def test_gain_path():
-    prob, elem, order, gains = T.gain_path_example(1, 4, 0)
+    prob, elem, order, gains = TS.gain_path_example(1, 4, 0)
     assert len(gains) == len(order) + 1 == len(T.ground_set(prob))
     assert np.all(np.diff(gains) <= 1e-15)                  # K = 1: non-increasing along a chain
     assert gains[0] == pytest.approx(T.reduction(prob, [elem]))
     found = False
     for seed in range(6):
-        _, _, _, g = T.gain_path_example(2, 4, seed)
+        _, _, _, g = TS.gain_path_example(2, 4, seed)
         found |= bool(np.any(np.diff(g) > 1e-12))
     assert found                                            # K = 2: some chain has a rising gain
 
 
 @pytest.mark.parametrize("bad", [(0, 0, 0), (0, 0, 0, 9), (5, 0, 0, 0), (0, 0, 0, 0.5), "abcd"])
 def test_bad_elements(bad):
-    p = T.counterexample_not_submodular()
+    p = TS.counterexample_not_submodular()
     with pytest.raises(ValueError, match="element"):
         T.marginal_gain(p, [], bad)
 
 
 def test_bad_options():
-    p = T.counterexample_not_submodular()
+    p = TS.counterexample_not_submodular()
     with pytest.raises(ValueError, match="exhaustive_max"):
         T.check_submodular(p, exhaustive_max=20)
     with pytest.raises(ValueError, match="tol"):

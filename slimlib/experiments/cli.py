@@ -66,7 +66,7 @@ def _fig4():
 
 def _fig5():
     from ..plotting import schematics
-    from ..theory import routing_cases
+    from ..theory_study import routing_cases
     cases = routing_cases()
     return schematics.draw_routing_cases(cases), schematics.routing_cases_data(cases)
 

@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from .. import _validate as V
-from ..io import data_dir, load_model_card, load_parameters, load_stats
+from ..io import load_model_card, load_parameters, load_stats
 from ..model import MoEModel
 from ..network import Network, Parameters
 from ..problem import Problem
@@ -40,13 +40,14 @@ def _synthetic_module():
 
 @functools.lru_cache(maxsize=64)
 def _base_stats(name: str, L: int, E: int, K: int):
-    """The model's population statistics: ``data/stats/<name>-synthetic.json`` if present, else generated."""
+    """The model's population statistics: ``<name>-synthetic`` (:func:`slimlib.load_stats`) if known, else generated."""
     syn = _synthetic_module()
-    path = data_dir() / "stats" / f"{name}-synthetic.json"
-    if path.exists():
-        s = load_stats(f"{name}-synthetic")
-        if (s.num_layers, s.num_experts, s.top_k) == (L, E, K):
-            return s
+    try:
+        s = load_stats(f"{name}-synthetic")   # a shipped file, or a large card's generated statistics
+    except ValueError:
+        s = None
+    if s is not None and (s.num_layers, s.num_experts, s.top_k) == (L, E, K):
+        return s
     model = MoEModel(name, L, E, K, hidden_size=1, params_per_expert=1)
     if name in _card_names():
         model = load_model_card(name)

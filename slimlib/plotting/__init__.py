@@ -2,8 +2,9 @@
 
 Every figure of the book is drawn by a function in this package (never in a
 notebook).  Submodules hold the draw functions of one chapter each; this module
-holds what they share: the house style, the colour and marker of every method,
-and :func:`savefig`, which writes byte-identical PNG/SVG files for identical
+holds what they share: the house style, the colour, marker and label of every
+named series (:data:`SERIES_STYLE`: methods, policies and the live network's
+series, one table for every figure), and :func:`savefig`, which writes byte-identical PNG/SVG files for identical
 figures (no timestamps or version strings in the metadata).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import matplotlib
 
 import matplotlib.pyplot as plt
 
-__all__ = ["STYLE", "METHOD_STYLE", "COLUMN_WIDTH_IN", "MIN_FONT_PT", "method_style", "style", "new_figure",
+__all__ = ["STYLE", "SERIES_STYLE", "COLUMN_WIDTH_IN", "MIN_FONT_PT", "series_style", "style", "new_figure",
            "savefig", "source_note"]
 
 #: Width of the book's text column (672 px at 1280 px, i.e. 7 in at 96 px per inch).  Figures are
@@ -47,8 +48,12 @@ STYLE = {
                                                 "#E69F00", "#56B4E9", "#F0E442", "#000000"]),
 }
 
-#: Colour, marker, line style and legend label of every method (one place for all figures).
-METHOD_STYLE = {
+#: Colour, marker, line style and legend label of every named series of the book's figures, in one
+#: table so that a name looks the same in every figure: the methods (names of :func:`slimlib.solve`),
+#: the re-placement policies of chapter *When the statistics drift* (:data:`slimlib.online.POLICIES`)
+#: and the series of chapter *A placement in a live network*.  Read it with :func:`series_style`.
+SERIES_STYLE = {
+    # methods
     "exact": dict(color="#000000", marker="*", linestyle="--", label="Optimum (MILP)"),
     "brute-force": dict(color="#000000", marker="*", linestyle=":", label="Optimum (brute force)"),
     "greedy": dict(color="#0072B2", marker="o", linestyle="-", label="Greedy (Alg. 1)"),
@@ -58,15 +63,32 @@ METHOD_STYLE = {
     "popularity": dict(color="#009E73", marker="D", linestyle="-.", label="Popularity"),
     "coordinated-popularity": dict(color="#CC79A7", marker="P", linestyle="-.", label="Coordinated popularity"),
     "random": dict(color="#999999", marker="x", linestyle=":", label="Random"),
+    "pipage": dict(color="#8C564B", marker="X", linestyle="--", label="LP + pipage rounding"),
     "none": dict(color="#666666", marker="", linestyle=":", label="No edge caching"),
     "u-shaped": dict(color="#7F3C8D", marker="h", linestyle="--", label="U-shaped split inference"),
     "slimcaching": dict(color="#D55E00", marker="s", linestyle="-", label="SlimCaching"),
+    "load-aware": dict(color="#009E73", marker="o", linestyle="-", label="Load-aware (M/M/c fixed point)"),
+    # re-placement policies (chapter When the statistics drift)
+    "static": dict(color="#666666", marker="o", linestyle=":", label="static (never move)"),
+    "periodic": dict(color="#0072B2", marker="s", linestyle="-", label="periodic re-solve"),
+    "budgeted": dict(color="#D55E00", marker="^", linestyle="-", label="budgeted"),
+    # series of chapter A placement in a live network that are not solver names
+    "plain": dict(color="#D55E00", marker="s", linestyle="--", label="Decomposition (plain)"),
+    "sampled": dict(color="#0072B2", marker="o", linestyle="-", label="Independent layers (sampled)"),
+    "trace": dict(color="#E69F00", marker="^", linestyle="--", label="Trace replay"),
+    "expected": dict(color="#000000", marker="", linestyle=":", label="Expected (no contention)"),
+    "no-contention": dict(color="#0072B2", marker="o", linestyle="-", label="No contention"),
+    "loaded": dict(color="#D55E00", marker="s", linestyle="--", label="Shared servers and links"),
 }
 
 
-def method_style(method: str) -> dict:
-    """Plot keywords (color, marker, linestyle, label) of a method name."""
-    return dict(METHOD_STYLE.get(method, dict(label=method)))
+def series_style(name: str) -> dict:
+    """Plot keywords (color, marker, linestyle, label) of a method, policy or series name.
+
+    The one lookup of :data:`SERIES_STYLE` every figure uses.  Returns a copy;
+    a name not in the table gets only its label (``{"label": name}``).
+    """
+    return dict(SERIES_STYLE.get(name, dict(label=name)))
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.patches import Rectangle
 
-from . import METHOD_STYLE, new_figure, source_note, style
+from . import SERIES_STYLE, new_figure, source_note, style
 
 __all__ = ["draw_dp_step", "draw_value_dp_step", "draw_concave_merge", "draw_eps_tradeoff", "draw_stage_ratios",
            "gains_markdown"]
@@ -85,7 +85,7 @@ def draw_dp_step(step: int, *, stage, scale: float = 1.0, unit_label: str = "exp
         if step >= 1:
             it = stage.items[step - 1]
             h = it.h * scale
-            bx.bar(range(len(h)), h, color=METHOD_STYLE["decomposition"]["color"], alpha=0.75)
+            bx.bar(range(len(h)), h, color=SERIES_STYLE["decomposition"]["color"], alpha=0.75)
             for c, v in enumerate(h):
                 bx.text(c, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
             bx.set_title(f"$h_{{{step}}}(c)$, {_item_label(it)}", fontsize=9)
@@ -177,7 +177,7 @@ def draw_concave_merge(a, b, *, source: str = "hand-made sequences"):
     c = maxplus_concave(a, b)
     _, owner = merge_concave([a, b])
     ref = maxplus_naive(a, b)
-    ca, cb = METHOD_STYLE["greedy"]["color"], METHOD_STYLE["decomposition"]["color"]
+    ca, cb = SERIES_STYLE["greedy"]["color"], SERIES_STYLE["decomposition"]["color"]
     with style():
         fig, (ax, bx) = new_figure(1, 2, figsize=(8.4, 3.0))
         ax.bar(np.arange(1, len(a)) - 0.18, np.diff(a), width=0.36, color=ca, label="increments of a")
@@ -225,7 +225,7 @@ def draw_eps_tradeoff(rows, *, source: str = "statistics: synthetic"):
     ratio_mean = np.array([np.mean([r["ratio"] for r in acc if r["eps"] == e]) for e in eps])
     grid_rows = [r for r in acc if r.get("rounded", True)] or acc
     t_acc = np.array([np.median([r["time_s"] for r in grid_rows if r["eps"] == e]) for e in eps])
-    st = METHOD_STYLE["accelerated"]
+    st = SERIES_STYLE["accelerated"]
     with style():
         fig, (ax, bx) = new_figure(1, 2, figsize=(8.6, 3.2))
         ax.plot(eps, ratio_min, marker=st["marker"], color=st["color"], label="worst stage")
@@ -245,7 +245,7 @@ def draw_eps_tradeoff(rows, *, source: str = "statistics: synthetic"):
         dash = ["--", "-.", ":"]
         for i, lab in enumerate(labels):
             t = np.median([r["time_s"] for r in rows if r["combine"] == "dp" and r.get("label", "exact DP") == lab])
-            bx.axhline(t * 1e3, color=METHOD_STYLE["decomposition"]["color"], linestyle=dash[i % 3],
+            bx.axhline(t * 1e3, color=SERIES_STYLE["decomposition"]["color"], linestyle=dash[i % 3],
                        label=f"exact DP, {lab}")
         bx.set_xscale("log")
         bx.set_yscale("log")

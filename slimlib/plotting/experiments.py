@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ..experiments.readings import panel_label
-from . import METHOD_STYLE, MIN_FONT_PT, STYLE, method_style, new_figure, source_note
+from . import MIN_FONT_PT, SERIES_STYLE, STYLE, new_figure, series_style, source_note
 
 STYLE_LABEL = STYLE["axes.labelsize"]
 
@@ -135,7 +135,7 @@ def _draw_axes(ax, table, pan, methods, y, scale, band, exact_as_points, hlines=
         xs, mu, sd = _series(table, pan, m, y, complete_only=exact and exact_as_points, optimal_only=exact_as_points)
         if xs.size == 0:
             continue
-        st = method_style(m)
+        st = series_style(m)
         if exact and exact_as_points:
             st = dict(st, linestyle="none", markersize=8)
         line, = ax.plot(xs, mu * scale, **st)
@@ -181,7 +181,7 @@ def draw_sweep(table, *, y: str | None = None, methods: Sequence[str] | None = N
     if relative_to is not None:
         table = _relative(table, y, relative_to)
         scale = 100.0
-        ylabel = f"{ylabel or table.meta.get('ylabel', y)} / {method_style(relative_to)['label']} (%)".replace(
+        ylabel = f"{ylabel or table.meta.get('ylabel', y)} / {series_style(relative_to)['label']} (%)".replace(
             " (ms/token) /", " /").replace(" (ms per token) /", " /")
     panels = list(table.unique("panel") if panels is None else panels)
     methods = [m for m in (table.unique("method") if methods is None else methods) if m in table.unique("method")]
@@ -362,10 +362,10 @@ def draw_point(table, *, scale: float = 1e3, title: str | None = None):
     fig, ax = new_figure(1, 1, figsize=(6.4, 3.4), layout="constrained")
     rows = [r for r in table.rows if _finite(r.get("latency_s"))]
     rows.sort(key=lambda r: r["latency_s"])
-    names = [method_style(r["method"]).get("label", r["method"]) for r in rows]
+    names = [series_style(r["method"]).get("label", r["method"]) for r in rows]
     lat = np.array([r["latency_s"] for r in rows]) * scale
     comm = np.array([r["comm_latency_s"] for r in rows]) * scale
-    colors = [METHOD_STYLE.get(r["method"], {}).get("color", "#777777") for r in rows]
+    colors = [SERIES_STYLE.get(r["method"], {}).get("color", "#777777") for r in rows]
     yy = np.arange(len(rows))
     ax.barh(yy, lat, color=colors, alpha=0.85)
     ax.barh(yy, comm, color="none", edgecolor="#333333", hatch="///", linewidth=0.0, label="communication part")

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from . import METHOD_STYLE, new_figure, source_note, style
+from . import SERIES_STYLE, new_figure, source_note, style
 
 __all__ = ["draw_greedy_step", "draw_ratio_histograms", "draw_k2_counterexample"]
 
@@ -87,11 +87,11 @@ def draw_greedy_step(step: int, *, pm, trace, optimum_s: float | None = None, so
             ax.set_ylabel("layer")
     ax = axes[N]
     vals = [t["value"] * 1e3 for t in trace]
-    ax.plot(range(len(vals)), vals, **{k: v for k, v in METHOD_STYLE["greedy"].items() if k != "label"},
+    ax.plot(range(len(vals)), vals, **{k: v for k, v in SERIES_STYLE["greedy"].items() if k != "label"},
             label="greedy")
     ax.plot([s], [vals[s]], "o", color="#D55E00", markersize=9, zorder=5)
     if optimum_s is not None:
-        ax.axhline(optimum_s * 1e3, **{k: v for k, v in METHOD_STYLE["exact"].items()
+        ax.axhline(optimum_s * 1e3, **{k: v for k, v in SERIES_STYLE["exact"].items()
                                        if k in ("color", "linestyle")}, label="optimum")
     ax.set_xlabel("step")
     ax.set_ylabel("R (ms per token)")
@@ -151,7 +151,7 @@ def draw_ratio_histograms(panels, *, refs=None, source: str = "statistics: synth
                 left = max(0.0, math.floor(lo * 20) / 20 - 0.05)
                 edges = np.linspace(left, 1.0, int(round((1.0 - left) / 0.01)) + 1)
             for j, (name, r) in enumerate(study["ratios"].items()):
-                style_ = METHOD_STYLE.get(name) if name in ("greedy", "blind-greedy") else None
+                style_ = SERIES_STYLE.get(name) if name in ("greedy", "blind-greedy") else None
                 col = style_["color"] if style_ else colors[j % len(colors)]
                 ax.hist(np.clip(r, edges[0], 1.0), bins=edges, histtype="stepfilled", alpha=0.25, color=col)
                 ax.hist(np.clip(r, edges[0], 1.0), bins=edges, histtype="step", linewidth=1.4, color=col,
@@ -202,7 +202,7 @@ def draw_k2_counterexample(qs, ratios, *, reference=None,
     """
     fig, ax = new_figure(figsize=(5.2, 3.0))
     for name, r in ratios.items():
-        ax.plot(qs, r, **METHOD_STYLE.get(name, dict(label=name)))
+        ax.plot(qs, r, **SERIES_STYLE.get(name, dict(label=name)))
     if reference is not None:
         ax.plot(qs, reference, color="#000000", linestyle=":", linewidth=1.4,
                 label="Algorithm 1 as stated: π / (1 − π)")

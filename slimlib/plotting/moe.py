@@ -320,7 +320,7 @@ def draw_activation_panel(model: str, source: str, layer: int, *, stats: dict | 
         The heatmap, or ``None`` when the statistics do not exist for this
         model (:func:`slimlib.widgets.explore` then offers no such frame).
     """
-    from ..activations import load_activation_stats
+    from ..io import load_activation_stats
     s = (stats or {}).get((model, source))
     if s is None:
         try:
@@ -352,7 +352,7 @@ def activation_panel_grid(models, sources=("synthetic", "measured-tiny"), *, sta
     stats : dict, optional
         ``{(model, source): ActivationStats}`` that exist besides the files.
     """
-    from ..activations import load_activation_stats
+    from ..io import load_activation_stats
     layers = {}
     for m in models:
         for src in sources:
@@ -390,7 +390,7 @@ def draw_skew_comparison(named_stats: dict, *, confidence: dict | None = None):
     -------
     matplotlib.figure.Figure
     """
-    from ..activations import routing_summary
+    from ..skew import routing_summary
     panels = [("entropy", "load entropy / log E\n(1 = balanced)"),
               ("top_expert", "P(most popular expert)"),
               ("pair_lift", "mean pair lift\n(1 = no affinity)")]

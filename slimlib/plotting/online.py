@@ -18,17 +18,10 @@ import math
 
 import numpy as np
 
-from . import new_figure, source_note
+from . import new_figure, series_style, source_note
 
-__all__ = ["POLICY_STYLE", "policy_style", "draw_drift", "draw_latency", "draw_tradeoff", "draw_windows",
+__all__ = ["policy_style", "draw_drift", "draw_latency", "draw_tradeoff", "draw_windows",
            "draw_explorer"]
-
-#: Colour, marker, line style and label of every policy.
-POLICY_STYLE = {
-    "static": dict(color="#666666", marker="o", linestyle=":", label="static (never move)"),
-    "periodic": dict(color="#0072B2", marker="s", linestyle="-", label="periodic re-solve"),
-    "budgeted": dict(color="#D55E00", marker="^", linestyle="-", label="budgeted"),
-}
 
 _WIDTH = 6.7            # inches: the text column of the book at 100 dpi
 _KIND = {"switch": "sudden switch", "gradual": "gradual mix", "none": "no drift"}
@@ -38,8 +31,8 @@ _GROUP_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h"]
 
 
 def policy_style(policy: str, budget_mb: float | None = None) -> dict:
-    """Plot keywords of a policy (the budget, in MB, goes into the budgeted label)."""
-    st = dict(POLICY_STYLE[policy])
+    """Plot keywords of a policy: :func:`slimlib.plotting.series_style`, the budget (MB) in the budgeted label."""
+    st = series_style(policy)
     if policy == "budgeted" and budget_mb is not None:
         st["label"] = f"budgeted, B = {_mb(budget_mb)}"
     return st
@@ -150,7 +143,7 @@ def draw_tradeoff(study, *, source: str = "statistics: synthetic"):
         ax.plot(gb, ms, linestyle="-", label=f"budgeted, {kind}", **st)
         for pol in ("static", "periodic"):
             r = study.run(kind, pol)
-            ps = POLICY_STYLE[pol]
+            ps = series_style(pol)
             ax.plot([r.total_bytes / 1e9], [r.mean_latency_s * 1e3], linestyle="none", marker=ps["marker"],
                     markersize=8, markerfacecolor="none" if kind == "gradual" else ps["color"],
                     color=ps["color"], label=f"{_SHORT[pol]}, {kind}")
@@ -184,7 +177,7 @@ def draw_windows(study, *, source: str = "statistics: synthetic"):
         st = policy_style(pol, study.budget_mb)
         b.plot(ws, [study.windows[w, pol].mean_latency_s * 1e3 for w in ws], **st)
     s = study.run("switch", "static").mean_latency_s * 1e3
-    b.axhline(s, **{k: v for k, v in POLICY_STYLE["static"].items() if k != "marker"})
+    b.axhline(s, **{k: v for k, v in series_style("static").items() if k != "marker"})
     b.set_xscale("log", base=2)
     b.set_xticks(ws, [str(w) for w in ws])
     b.set_xlabel("window W (periods)")

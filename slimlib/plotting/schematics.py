@@ -5,10 +5,10 @@
   SlimCaching.
 * :func:`draw_routing_cases` — :numref:`fig-routing-cases`: the hidden-state routing cases of a
   Top-2 group ``{i, j}``, each annotated with its latency from the evaluator
-  (:func:`slimlib.theory.routing_cases`); :func:`routing_cases_data` returns
+  (:func:`slimlib.theory_study.routing_cases`); :func:`routing_cases_data` returns
   those latencies as rows (the CSV of ``python -m slimlib figures``).
 * :func:`draw_gain_path` — the widget: marginal gains of one (server, expert)
-  pair along a growing cache (:func:`slimlib.theory.gain_path_example`).
+  pair along a growing cache (:func:`slimlib.theory_study.gain_path_example`).
 
 Everything is drawn with matplotlib patches and arrows; no image files.
 """
@@ -231,8 +231,8 @@ def draw_routing_cases(cases=None):
 
     Parameters
     ----------
-    cases : list of slimlib.theory.RoutingCase, optional
-        Default :func:`slimlib.theory.routing_cases` (MoE-LLaVA-Phi2 expert,
+    cases : list of slimlib.theory_study.RoutingCase, optional
+        Default :func:`slimlib.theory_study.routing_cases` (MoE-LLaVA-Phi2 expert,
         Table 1, servers at 100 m and 250 m).  Each panel is annotated with
         ``tau(l, i)``, ``tau(l, j)`` and the group latency
         ``tau(l, {i, j}) = max``, all computed by the evaluator; the group
@@ -242,7 +242,7 @@ def draw_routing_cases(cases=None):
     -------
     matplotlib.figure.Figure
     """
-    from ..theory import routing_cases
+    from ..theory_study import routing_cases
     cases = routing_cases() if cases is None else cases
     ncols = 3
     nrows = (len(cases) + 1 + ncols - 1) // ncols          # one extra panel: the call latencies
@@ -326,8 +326,8 @@ def routing_cases_data(cases=None) -> list[dict]:
 
     Parameters
     ----------
-    cases : list of slimlib.theory.RoutingCase, optional
-        Default :func:`slimlib.theory.routing_cases` (the figure's default).
+    cases : list of slimlib.theory_study.RoutingCase, optional
+        Default :func:`slimlib.theory_study.routing_cases` (the figure's default).
 
     Returns
     -------
@@ -343,7 +343,7 @@ def routing_cases_data(cases=None) -> list[dict]:
         ``cloud_via_server`` (1-based), ``distance_server_<n>_m`` and ``model``.
     """
     from ..latency import best_server, call_latency
-    from ..theory import routing_cases
+    from ..theory_study import routing_cases
     cases = routing_cases() if cases is None else cases
     rows = []
     for k, case in enumerate(cases):
@@ -369,7 +369,7 @@ def routing_cases_data(cases=None) -> list[dict]:
 def draw_gain_path(top_k: int = 1, num_experts: int = 4, seed: int = 0, *, tol: float = 1e-12):
     """Marginal gain of one (server, expert) pair as the cache grows (the chapter's widget).
 
-    Data from :func:`slimlib.theory.gain_path_example`: a random one-layer
+    Data from :func:`slimlib.theory_study.gain_path_example`: a random one-layer
     problem with two users and two servers, the element ``e*`` (user 0's most
     activated expert on its fastest server) and a seeded order in which the
     other pairs are added.  Under submodularity (Proposition 1, ``K = 1``)
@@ -385,7 +385,7 @@ def draw_gain_path(top_k: int = 1, num_experts: int = 4, seed: int = 0, *, tol: 
     -------
     matplotlib.figure.Figure
     """
-    from ..theory import gain_path_example
+    from ..theory_study import gain_path_example
     prob, elem, order, gains = gain_path_example(int(top_k), int(num_experts), int(seed))
     g = gains * 1e3
     rise = np.r_[False, np.diff(gains) > tol]

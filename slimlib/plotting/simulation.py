@@ -3,7 +3,8 @@
 Every function returns a matplotlib Figure in the house style
 (:func:`slimlib.plotting.new_figure`), latencies in ms per token, loads in
 tokens/s per user; legends sit outside the data; each series has its own
-colour and marker (methods as in every other chapter, :data:`slimlib.plotting.METHOD_STYLE`).
+colour and marker, from the book's one table :data:`slimlib.plotting.SERIES_STYLE` (methods as in
+every other chapter).
 """
 from __future__ import annotations
 
@@ -13,27 +14,17 @@ import numpy as np
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.ticker import NullLocator
 
-from . import method_style, new_figure, source_note
+from . import new_figure, series_style, source_note
 
-__all__ = ["SERIES_STYLE", "series_style", "draw_live_network", "draw_cdf", "draw_load_sweep", "draw_load_point",
+__all__ = ["draw_live_network", "draw_cdf", "draw_load_sweep", "draw_load_point",
            "draw_comparison"]
 
-#: Styles of the chapter's series that are not solver names.
-SERIES_STYLE = {
-    "load-aware": dict(color="#009E73", marker="o", linestyle="-", label="Load-aware (M/M/c fixed point)"),
-    "plain": dict(color="#D55E00", marker="s", linestyle="--", label="Decomposition (plain)"),
-    "sampled": dict(color="#0072B2", marker="o", linestyle="-", label="Independent layers (sampled)"),
-    "trace": dict(color="#E69F00", marker="^", linestyle="--", label="Trace replay"),
-    "expected": dict(color="#000000", marker="", linestyle=":", label="Expected (no contention)"),
-    "no-contention": dict(color="#0072B2", marker="o", linestyle="-", label="No contention"),
-    "loaded": dict(color="#D55E00", marker="s", linestyle="--", label="Shared servers and links"),
-}
 MS = 1e3
 
 
-def series_style(name: str) -> dict:
-    """Plot keywords of a series: :data:`~slimlib.plotting.simulation.SERIES_STYLE`, else the method's style (always with a marker)."""
-    st = dict(SERIES_STYLE[name]) if name in SERIES_STYLE else method_style(name)
+def _style(name: str) -> dict:
+    """:func:`slimlib.plotting.series_style`, always with a marker (a series without one gets a pentagon)."""
+    st = series_style(name)
     if not st.get("marker"):
         st["marker"] = "p"
     return st
@@ -102,7 +93,7 @@ def draw_cdf(curves: Mapping[str, tuple], *, expected: Mapping[str, float] | Non
     """
     fig, ax = new_figure(figsize=(6.4, 3.2), layout="constrained")
     for name, (x, F) in curves.items():
-        st = series_style(name)
+        st = _style(name)
         ax.step(np.asarray(x) * MS, F, where="post", color=st.get("color"), linestyle=st.get("linestyle", "-"),
                 label=st.get("label", name))
         idx = np.searchsorted(F, [0.5, 0.99])
@@ -110,7 +101,7 @@ def draw_cdf(curves: Mapping[str, tuple], *, expected: Mapping[str, float] | Non
         ax.plot(np.asarray(x)[idx] * MS, [0.5, 0.99], linestyle="none", marker=st.get("marker", "o"),
                 color=st.get("color"))
     for name, v in (expected or {}).items():
-        st = series_style(name)
+        st = _style(name)
         ax.axvline(v * MS, color=st.get("color"), linestyle=":", linewidth=1.0)
     ax.set_xlabel("latency (ms per token)")
     ax.set_ylabel("fraction of tokens")
@@ -146,7 +137,7 @@ def draw_load_sweep(rows: Sequence[dict], *, labels: Sequence[str] | None = None
         x, rs = _by_label(rows, lab)
         if not rs:
             continue
-        st = series_style(lab)
+        st = _style(lab)
         mean = np.array([r["mean_s"] for r in rs]) * MS
         ci = np.array([r["ci99_s"] for r in rs]) * MS
         axes[0].errorbar(x, mean, yerr=ci, capsize=2, **st)
@@ -183,7 +174,7 @@ def draw_load_point(rows: Sequence[dict], method: str, token_rate: float, *, not
         raise ValueError(f"token_rate: {token_rate!r} not simulated for {method!r} (have {x.tolist()})")
     base = rs[0]
     levels = np.linspace(0.0, 1.0, len(pick["cdf_s"]))   # the study's CDF levels, evenly spaced
-    st = series_style(method)
+    st = _style(method)
     fig, ax = new_figure(figsize=(6.4, 3.2), layout="constrained")
     ax.step(base["cdf_s"] * MS, levels, where="post", color="#999999", linestyle="--",
             label=f"{base['token_rate']:g} tokens/s per user")

@@ -123,7 +123,7 @@ def load_sweep(problem: Problem, token_rates: Sequence[float], *, methods: Seque
 
 
 def _name(method: str) -> str:
-    from ..plotting.simulation import series_style
+    from ..plotting import series_style
     return series_style(method).get("label", method)
 
 

@@ -12,7 +12,7 @@ JB_FLAGS := -W -n --keep-going
 # _ext/slimbook.py) and for the unit tests (pytest-xdist).
 JOBS   ?= 2
 
-.PHONY: book book-build test unit venv clean figures bench page lab
+.PHONY: book book-build test test-site-browser test-site-notebooks unit venv clean figures bench page lab
 
 $(STAMP): requirements/book.lock pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,13 +52,20 @@ book-build:
 unit: $(STAMP)
 	$(PY) -m pytest -q -n $(JOBS) -m "not book and not browser and not notebooks and not lab and not rebuild" tests
 
-# After the book: the site in a browser; every downloaded .ipynb of the site executed in a fresh
-# venv that holds only the slimlib wheel + [notebooks] (tests/test_notebooks.py, 2 kernels at a
-# time); `make lab` serving the chapters; and the book recipe run twice on a tiny book.
+# After the book, side by side (output kept per part): the site in a browser, BROWSERS pages at a
+# time (the browser test mostly waits for pages, so 3 processes on 2 cores); and every downloaded
+# .ipynb of the site executed in a fresh venv that holds only the slimlib wheel + [notebooks]
+# (tests/test_notebooks.py, 2 kernels at a time), `make lab` serving the chapters, and the book
+# recipe run twice on a tiny book.
+BROWSERS ?= 3
 test: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(MAKE) unit
 	$(MAKE) book
-	$(PY) -m pytest -q -m "browser" tests
+	$(MAKE) -j2 --output-sync=target test-site-browser test-site-notebooks
+
+test-site-browser:
+	$(PY) -m pytest -q -n $(BROWSERS) -m "browser" tests
+test-site-notebooks:
 	$(PY) -m pytest -q -m "notebooks or lab or rebuild" tests
 
 # JupyterLab on chapters/: jupytext opens the .md chapters as notebooks (a double-click does, through

@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 import slimlib
 from slimlib import latency_reduction
 from slimlib.instances import random_mixed_problem, random_problem
-from slimlib.solvers.greedy import PairModel, greedy_trace, k2_counterexample, study_problem
+from slimlib.solvers.pairs import PairModel
+from slimlib.studies import greedy_trace, k2_counterexample, study_problem
 
 from conftest import tiny_problems
 

@@ -1,0 +1,246 @@
+"""(P1) flattened onto (server, column) pairs: the ground set of the pair-based solvers.
+
+Chapter *Greedy for K = 1*, section "Incremental gains".  A *column*
+``c = (u, l, e)`` is an expert ``e`` of MoE layer ``l`` of model ``u``; a pair
+``(n, c)`` caches it on edge server ``n``.  :class:`PairModel` holds the
+columns, the per-(user, group, member) *entries* whose sums are the marginal
+gains, and the objective ``R`` (weighted latency reduction, seconds); the
+greedy (:mod:`slimlib.solvers.greedy`) and the MILP
+(:mod:`slimlib.solvers.exact`) search over it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..latency import call_latency
+from ..problem import Placement, Problem
+
+__all__ = ["PairModel"]
+
+
+class PairModel:
+    """(P1) flattened onto (server, column) pairs, for the pair-based solvers.
+
+    Chapter *Greedy for K = 1*, section "Incremental gains".  Columns ``c``
+    number every ``(u, l, e)``: ``c = offset[u] + l * E_u + e``.
+
+    Parameters
+    ----------
+    problem : Problem
+    blind : bool
+        Build the co-activation-blind surrogate (every group replaced by its
+        ``K`` single experts with probability ``P(G) / K``; see ``"blind-greedy"``).
+    communication : bool
+        Use communication-only latencies (compute terms removed).
+
+    The arrays are read-only once built: the fast greedy loops cache values
+    derived from them on the instance.
+
+    Attributes
+    ----------
+    C, N, M : int
+        Columns, servers, users.
+    col_model, col_layer, col_expert : ndarray of int, shape (C,)
+    col_bytes : ndarray, shape (C,)
+        ``s_u``, bytes per expert of the column's model.
+    cap : ndarray, shape (N,)
+        ``Q_n``, bytes.
+    T : ndarray, shape (M, N)
+        Edge latency ``t_{m,n}`` of one call, seconds.
+    cur0 : ndarray, shape (M, C + 1)
+        Latency of each column without edge caching: ``min(local if on the device, cloud)``;
+        the extra last column is a zero-latency dummy used to pad groups of smaller ``K``.
+    g_user, g_cols, g_w : ndarrays, shapes (G,), (G, Kmax), (G,)
+        One row per (user, group): user, columns (padded with the dummy ``C``),
+        weight ``w_m P_{m,l}(G)``.
+    e_col, e_user, e_w, e_others : ndarrays
+        One row per (user, group, member expert), sorted by column; ``e_others``
+        holds the other columns of the group (padded with the dummy), shape ``(Ent, Kmax - 1)``.
+    col_ptr : ndarray of int, shape (C + 1,)
+        Entries of column ``c`` are ``col_ptr[c]:col_ptr[c + 1]``.
+    submodular : bool
+        Every group has one expert (``K = 1`` or blind surrogate).
+    """
+
+    def __init__(self, problem: Problem, *, blind: bool = False, communication: bool = False):
+        self.problem = problem
+        self.blind = bool(blind)
+        models = problem.models
+        self.offset = np.cumsum([0] + [m.num_layers * m.num_experts for m in models])
+        C = int(self.offset[-1])
+        self.C, self.N, self.M = C, problem.num_servers, problem.num_users
+        self.col_model = np.concatenate([np.full(m.num_layers * m.num_experts, u) for u, m in enumerate(models)])
+        self.col_layer = np.concatenate([np.repeat(np.arange(m.num_layers), m.num_experts) for m in models])
+        self.col_expert = np.concatenate([np.tile(np.arange(m.num_experts), m.num_layers) for m in models])
+        self.col_bytes = np.repeat(np.array([m.expert_bytes for m in models], dtype=float),
+                                   [m.num_layers * m.num_experts for m in models])
+        self.cap = np.asarray(problem.network.server_capacity_bytes, dtype=float)
+        calls = call_latency(problem)
+        if communication:
+            local, edge, cloud = calls.local_comm, calls.edge_comm, calls.cloud_comm
+        else:
+            local, edge, cloud = calls.local, calls.edge, calls.cloud
+        self.T = np.asarray(edge, dtype=float)
+        M = self.M
+        um = np.asarray(problem.user_model, dtype=np.int64)
+        w = problem.network.user_weight
+        kmax = 1 if blind else max(m.top_k for m in models)
+        self.kmax = kmax
+        # no edge caching: every column from the cloud, or from the device when cached there
+        cur0 = np.zeros((M, C + 1))
+        low = np.minimum(local, cloud)
+        for m in range(M):
+            u = int(um[m])
+            o = int(self.offset[u])
+            cur0[m, o:int(self.offset[u + 1])] = cloud[m]
+            cur0[m, o + np.flatnonzero(problem.device_cache[m].ravel())] = low[m]
+        self.cur0 = cur0
+        stats = problem.stats
+        if blind:
+            g_user, g_cols, g_w = [], [], []
+            for m in range(M):
+                u = int(um[m])
+                mod = models[u]
+                o = int(self.offset[u])
+                s = stats[m]
+                cols = o + s.group_layer[:, None] * mod.num_experts + s.group_experts      # (G, K)
+                p = np.zeros(mod.num_layers * mod.num_experts)
+                np.add.at(p, (cols - o).ravel(), np.repeat(s.group_prob, cols.shape[1]) / mod.top_k)
+                keep = np.flatnonzero(p > 0)
+                g_user.append(np.full(len(keep), m))
+                g_cols.append((o + keep)[:, None])
+                g_w.append(w[m] * p[keep])
+            self.g_user = np.concatenate(g_user).astype(np.int64)
+            self.g_cols = np.concatenate(g_cols).astype(np.int64)
+            self.g_w = np.concatenate(g_w).astype(float)
+        else:
+            # one row per (user, group), vectorised over users: columns o_u + l E_u + e, padded with C
+            self.g_user = np.repeat(np.arange(M, dtype=np.int64), [len(s.group_prob) for s in stats])
+            ge = [np.asarray(s.group_experts, dtype=np.int64) for s in stats]
+            if any(g.shape[1] != kmax for g in ge):
+                ge = [np.hstack([g, np.full((len(g), kmax - g.shape[1]), -1, dtype=np.int64)]) for g in ge]
+            ge = np.concatenate(ge)
+            gl = np.concatenate([s.group_layer for s in stats]).astype(np.int64)
+            gu = um[self.g_user]
+            E_u = np.array([m.num_experts for m in models], dtype=np.int64)
+            base = self.offset[gu].astype(np.int64) + gl * E_u[gu]
+            self.g_cols = np.where(ge >= 0, base[:, None] + ge, C).astype(np.int64)
+            self.g_w = (w[self.g_user] * np.concatenate([s.group_prob for s in stats])).astype(float)
+        self.submodular = kmax == 1
+        # entries: one per (group, real member)
+        G = len(self.g_user)
+        gi, ki = np.nonzero(self.g_cols < C)                 # already by group, then position
+        order = np.argsort(self.g_cols[gi, ki], kind="stable")   # by column, then group, then position
+        gi, ki = gi[order], ki[order]
+        self.e_group = gi
+        self.e_col = self.g_cols[gi, ki]
+        self.e_user = self.g_user[gi]
+        self.e_w = self.g_w[gi]
+        if kmax > 1:
+            others = np.empty((len(gi), kmax - 1), dtype=np.int64)
+            for j in range(kmax - 1):
+                kk = np.where(j < ki, j, j + 1)
+                others[:, j] = self.g_cols[gi, kk]
+            self.e_others = others
+        else:
+            self.e_others = np.zeros((len(gi), 0), dtype=np.int64)
+        self.col_ptr = np.searchsorted(self.e_col, np.arange(C + 1))
+        self.num_groups = G
+
+    # -- objective ------------------------------------------------------------
+    def value(self, cur: np.ndarray) -> float:
+        """``R``: weighted reduction against no edge caching, seconds (= :func:`slimlib.latency_reduction`)."""
+        g0 = self.cur0[self.g_user[:, None], self.g_cols].max(axis=1)
+        g1 = cur[self.g_user[:, None], self.g_cols].max(axis=1)
+        return float(self.g_w @ (g0 - g1))
+
+    def gains_range(self, cur: np.ndarray, lo: int, hi: int, servers=None) -> np.ndarray:
+        """Marginal gains of columns ``lo..hi-1`` on the given servers, shape ``(hi - lo, len(servers))``.
+
+        Sums the entries of each column sequentially (``np.bincount``), so the
+        value of a pair is bit-identical whichever range it is computed in.
+        """
+        lo, hi = int(lo), int(hi)
+        ns = self.N if servers is None else len(np.atleast_1d(servers))
+        a, b = self.col_ptr[lo], self.col_ptr[hi]
+        out = np.zeros((hi - lo) * ns)
+        if b > a:
+            m = self.e_user[a:b]
+            ck = cur[m, self.e_col[a:b]]
+            if self.kmax > 1:
+                om = cur[m[:, None], self.e_others[a:b]].max(axis=1)
+            else:
+                om = np.zeros(b - a)
+            gmax = np.maximum(ck, om)
+            if servers is None:
+                # server-major layout (N, entries), built once: each bin still receives its
+                # entries in entry order, so the sums are the same
+                te = self.__dict__.get("_entry_T")
+                if te is None:
+                    te = self._entry_T = np.ascontiguousarray(self.T[self.e_user].T)
+                    self._entry_bins = self.e_col[None, :] * self.N + np.arange(self.N)[:, None]
+                new = np.maximum(om[None, :], np.minimum(ck[None, :], te[:, a:b]))
+                val = self.e_w[None, a:b] * (gmax[None, :] - new)
+                bins = self._entry_bins[:, a:b] - lo * ns
+            else:
+                t = self.T[m][:, np.atleast_1d(servers)]
+                new = np.maximum(om[:, None], np.minimum(ck[:, None], t))
+                val = self.e_w[a:b, None] * (gmax[:, None] - new)
+                bins = (self.e_col[a:b, None] - lo) * ns + np.arange(ns)[None, :]
+            out = np.bincount(bins.ravel(), weights=val.ravel(), minlength=out.size)
+        return out.reshape(hi - lo, ns)
+
+    def gain(self, cur: np.ndarray, n: int, c: int) -> float:
+        """Marginal gain of one pair ``(n, c)``, seconds.
+
+        Bit-identical to the same entry of :meth:`gains_range` (same operations,
+        same summation order).
+        """
+        if self.kmax > 1:
+            return float(self.gains_range(cur, c, c + 1, [n])[0, 0])
+        a, b = self.col_ptr[c], self.col_ptr[c + 1]
+        if b == a:
+            return 0.0
+        m = self.e_user[a:b]
+        ck = cur[m, c]
+        # K = 1 closed form: sum_m w_m p (tau - min(tau, t_mn)); as in gains_range with om = 0
+        val = self.e_w[a:b] * (np.maximum(ck, 0.0) - np.maximum(0.0, np.minimum(ck, self.T[m, n])))
+        return float(np.bincount(np.zeros(b - a, np.int64), weights=val, minlength=1)[0])
+
+    def apply(self, cur: np.ndarray, n: int, c: int) -> None:
+        """Cache column ``c`` on server ``n`` (in place): every user of the model may now use it."""
+        u = self.col_model[c]
+        users = np.flatnonzero(self.problem.user_model == u)
+        cur[users, c] = np.minimum(cur[users, c], self.T[users, n])
+
+    def layer_range(self, c: int) -> tuple[int, int]:
+        """Columns of the layer (model, layer) of column ``c``: ``lo, hi``."""
+        u = self.col_model[c]
+        E = self.problem.models[u].num_experts
+        lo = int(self.offset[u] + self.col_layer[c] * E)
+        return lo, lo + E
+
+    def fits(self, used: np.ndarray) -> np.ndarray:
+        """Bool ``(C, N)``: column fits into the free storage of server."""
+        return self.col_bytes[:, None] + used[None, :] <= self.cap[None, :] * (1 + 1e-12)
+
+    def to_placement(self, x: np.ndarray, method: str) -> Placement:
+        """``x`` bool ``(C, N)`` -> :class:`Placement` (device caches from the problem)."""
+        server = []
+        for u, mod in enumerate(self.problem.models):
+            o = self.offset[u]
+            xs = x[o:o + mod.num_layers * mod.num_experts].T.reshape(self.N, mod.num_layers, mod.num_experts)
+            server.append(xs.copy())
+        return Placement(server, [y.copy() for y in self.problem.device_cache], method=method)
+
+    def pair_name(self, n: int, c: int) -> tuple[int, int, int, int]:
+        """``(n, u, l, e)`` of pair ``(n, c)``."""
+        return (int(n), int(self.col_model[c]), int(self.col_layer[c]), int(self.col_expert[c]))
+
+    def pair_names(self, picks) -> list[tuple[int, int, int, int]]:
+        """:meth:`pair_name` of every pick ``(n, c)``, vectorised."""
+        if not picks:
+            return []
+        n, c = np.array(picks, dtype=np.int64).T
+        return list(zip(n.tolist(), self.col_model[c].tolist(), self.col_layer[c].tolist(),
+                        self.col_expert[c].tolist()))

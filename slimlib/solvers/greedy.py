@@ -73,7 +73,7 @@ whole layer are cheap to refresh.
 
 Fast paths
 ----------
-The default runs never scan all pairs per step (``_celf_submodular``
+The default runs never scan all pairs per step (``_celf_columns``
 for ``K = 1``, ``_incremental_heap`` otherwise): one heap of
 ``(-density, c N + n)`` per server, a stamp per column (``K = 1``: adding
 ``(n, c)`` changes ``tau`` of column ``c`` only, so every other key stays
@@ -127,17 +127,6 @@ def _select(pm: PairModel, run: _Run, gains: np.ndarray):
     k = int(np.argmax(dens))
     c, n = divmod(k, pm.N)
     return n, c, float(gains[c, n]), float(dens[c, n]), ok
-
-
-def _entry_lists(pm: PairModel) -> dict:
-    """Plain Python copies of the entry arrays, built once per :class:`~slimlib.solvers.pairs.PairModel` (for fast scalar loops)."""
-    d = pm.__dict__.get("_lists")
-    if d is None:
-        d = dict(e_user=pm.e_user.tolist(), e_w=pm.e_w.tolist(), col_ptr=pm.col_ptr.tolist(),
-                 T_by_server=pm.T.T.tolist(), col_bytes=pm.col_bytes.tolist(),
-                 cap_eff=(pm.cap * (1 + 1e-12)).tolist())
-        pm._lists = d
-    return d
 
 
 def _initial_gains(pm: PairModel, run: _Run) -> np.ndarray:
@@ -205,86 +194,102 @@ def _pop_best(tops, heaps, N):
 
 
 
-def _celf_submodular(pm: PairModel, run: _Run) -> _Run:
-    """CELF for a submodular pair model (every group has one expert): same picks, less work.
+def _celf_columns(pm: PairModel, run: _Run) -> _Run:
+    """CELF for a submodular pair model (``K = 1`` or the blind surrogate): the naive greedy's picks, less work.
 
     Chapter *Greedy for K = 1*, Algorithm 1, step 2.  The lazy greedy of the
-    generic loop in :func:`run_greedy`, with refinements that do not change a
-    single pick:
+    generic loop in :func:`run_greedy`, organised by column: with ``K = 1``
+    adding ``(n, c)`` changes the latencies of column ``c`` only, so every
+    other column's gains stay exact.
 
-    * freshness per column: with ``K = 1`` adding ``(n, c)`` lowers ``tau`` of
-      column ``c`` only, so a key stays *equal* to the current saving until a
-      pair of its own column is added (a stamp per column instead of per step;
-      a stale key is recomputed when it reaches the top, as in CELF);
-    * one heap per server: a server with no room for its smallest remaining
-      column drops out with its whole heap, and a validated heap top stays
-      valid until its server or its column changes;
-    * the best pair is the smallest ``(-density, c N + n)`` among the heap
-      tops: the tie-breaking of the naive greedy.
+    * The start gains are one matrix product
+      (:meth:`~slimlib.solvers.pairs.PairModel.column_gains` of the empty
+      cache, computed once).
+    * The heap holds one key per column: its best free pair that fits,
+      ``(-density, c N + n)`` (the naive greedy's order and tie-breaking).
+    * After ``(n, c)`` is added, the old gains of column ``c`` become upper
+      bounds (submodularity), capped by
+      :meth:`~slimlib.solvers.pairs.PairModel.column_bound` (each user's
+      fastest server).  A bound that reaches the top is replaced by the exact
+      gain of that pair; a second one of the same column recomputes the
+      whole column (``O(M N)``, vectorised).
 
-    A saving is summed in plain Python over the column's entries in the order
-    of :meth:`~slimlib.solvers.pairs.PairModel.gains_range`, skipping the entries that add exactly
-    zero (``tau <= t``), so the values are bit-identical.  The state (``x``,
-    ``cur``, ``used``, ``picks``) is written back into ``run`` at the end.
+    A key is exact or a bound of the pair's current gain, so the first exact
+    key on top is the pair the naive greedy picks; gains are the numbers of
+    :meth:`~slimlib.solvers.pairs.PairModel.gains_range`, bit for bit.  The
+    latencies are kept column-major during the run and written back into
+    ``run.cur`` at the end.
     """
-    from heapq import heappop, heapreplace
-    L = _entry_lists(pm)
-    N = pm.N
-    eu, ew, cp, TT, cb, capeff = (L["e_user"], L["e_w"], L["col_ptr"], L["T_by_server"], L["col_bytes"],
-                                  L["cap_eff"])
+    from heapq import heapify, heappop, heappush, heapreplace
+    N, C = pm.N, pm.C
     gains = _initial_gains(pm, run)
     run.evaluations += gains.size
-    heaps, smallest = _server_heaps(pm, gains, pm.fits(run.used) & ~run.x & (gains > 0))
-    ecur = run.cur[pm.e_user, pm.e_col].tolist()          # current latency of every entry
-    used = run.used.tolist()
-    ver = [0] * pm.C
-    tops = [None] * N                                      # validated top of each heap (None: empty)
-    need = range(N)
-    keys = []
+    val = gains.copy()                                     # exact gain, or an upper bound where ~exact
+    exact = np.ones((C, N), bool)
+    cb = pm.col_bytes
+    capeff = pm.cap * (1 + 1e-12)
+    used, x = run.used, run.x
+    tau = np.ascontiguousarray(run.cur.T)                  # (C + 1, M): a column's latencies, contiguous
+    TT = pm._k1()["TT"]
+    ver = [0] * C
+    singles = [0] * C                                      # exact single-pair evaluations since the last change
+
+    def top_of(c):
+        ok = ~x[c] & (val[c] > 0) & (cb[c] + used <= capeff)
+        if not ok.any():
+            return None
+        d = np.where(ok, val[c] / cb[c], -np.inf)
+        n = int(np.argmax(d))
+        return (-float(d[n]), c * N + n, bool(exact[c, n]), ver[c])
+
+    ok = pm.fits(used) & ~x & (gains > 0)
+    dens = np.where(ok, gains / cb[:, None], -np.inf)
+    best = np.argmax(dens, axis=1)
+    bd = dens[np.arange(C), best]
+    heap = [(-float(bd[c]), c * N + int(best[c]), True, 0) for c in np.flatnonzero(np.isfinite(bd)).tolist()]
+    heapify(heap)
     evaluations = 0
-    while True:
-        for n in need:                                     # validate the tops that may have changed
-            h = heaps[n]
-            un, capn, Tn = used[n], capeff[n], TT[n]
-            if h and smallest[n] + un > capn:              # nothing in it fits any more: drop it whole
-                h.clear()
-            top = None
-            while h:
-                top = h[0]
-                c = top[1] // N
-                if cb[c] + un > capn:
-                    heappop(h)                             # will never fit again: storage only fills up
-                elif top[2] != ver[c]:                     # its column changed since: recompute the saving
-                    acc = 0.0
-                    for i in range(cp[c], cp[c + 1]):
-                        d = ecur[i] - Tn[eu[i]]            # > 0 exactly when the entry saves something
-                        if d > 0.0:
-                            acc += ew[i] * d
-                    evaluations += 1
-                    if acc > 0:
-                        heapreplace(h, (-(acc / cb[c]), top[1], ver[c]))
-                    else:
-                        heappop(h)                         # submodular: a zero gain stays zero
-                else:
-                    break
-                top = None
-            tops[n] = top
-        best = _pop_best(tops, heaps, N)
-        if best is None:
-            break
-        c, bn = best
-        k = c * N + bn
-        used[bn] += cb[c]
-        ver[c] += 1
-        Tn = TT[bn]
-        for i in range(cp[c], cp[c + 1]):
-            t = Tn[eu[i]]
-            if t < ecur[i]:
-                ecur[i] = t
-        keys.append(k)
-        need = [n for n in range(N) if n == bn or (tops[n] is not None and tops[n][1] // N == c)]
+    touched = []
+    while heap:
+        negd, k, ex, v = heap[0]
+        c, n = divmod(k, N)
+        if v != ver[c]:
+            heappop(heap)                                  # superseded by a newer key of its column
+            continue
+        if ex and not x[c, n] and cb[c] + used[n] <= capeff[n]:
+            heappop(heap)                                  # exact, free, fits: the naive greedy's pick
+            x[c, n] = True
+            used[n] += cb[c]
+            np.minimum(tau[c], TT[n], out=tau[c])          # other models' users hold 0 there: unchanged
+            run.picks.append((n, c))
+            touched.append(c)
+            ver[c] += 1
+            singles[c] = 0
+            np.minimum(val[c], pm.column_bound(tau[c], c), out=val[c])
+            exact[c] = False
+        elif not ex and cb[c] + used[n] <= capeff[n]:
+            if singles[c] == 0:
+                val[c, n] = pm.column_gains(tau[c], c, [n])[0]
+                exact[c, n] = True
+                singles[c] = 1
+                evaluations += 1
+            else:
+                val[c] = pm.column_gains(tau[c], c)
+                exact[c] = True
+                evaluations += N
+        t = top_of(c)
+        if t is None:
+            if heap and heap[0][1] == k and heap[0][3] == ver[c]:
+                heappop(heap)
+        elif heap and heap[0][1] == k and heap[0][3] == v:
+            heapreplace(heap, t)
+        else:
+            heappush(heap, t)
     run.evaluations += evaluations
-    return _finish(pm, run, keys, used)
+    if touched:
+        cols = np.unique(touched)
+        run.cur[:, cols] = tau[cols].T
+    return run
 
 
 def _incremental_heap(pm: PairModel, run: _Run) -> _Run:
@@ -403,7 +408,7 @@ def run_greedy(pm: PairModel, run: _Run | None, mode: str, record: bool = False)
     if run is None:
         run = _Run(pm)
     if mode == "celf" and pm.submodular and not record:
-        return _celf_submodular(pm, run)
+        return _celf_columns(pm, run)
     if mode == "incremental" and not record:
         return _incremental_heap(pm, run)
     if mode == "celf":

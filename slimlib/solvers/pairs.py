@@ -17,6 +17,21 @@ from ..problem import Placement, Problem
 
 __all__ = ["PairModel"]
 
+#: Largest dense block ``(columns, users)`` of the ``K = 1`` start-gain product, in elements.
+GEMM_BLOCK = 2 ** 22
+
+
+def _column_sum(tt: np.ndarray, tau: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``sum_j a_j max(0, tau_j - tt[s, j])`` per row ``s`` of ``tt`` (S, U) (overwritten), shape (S,).
+
+    Every row is reduced alone along its contiguous axis, so a row's sum does
+    not depend on the other rows.
+    """
+    np.subtract(tau[None, :], tt, out=tt)
+    np.maximum(tt, 0.0, out=tt)
+    tt *= a[None, :]
+    return tt.sum(axis=1)
+
 
 class PairModel:
     """(P1) flattened onto (server, column) pairs, for the pair-based solvers.
@@ -127,25 +142,97 @@ class PairModel:
             self.g_cols = np.where(ge >= 0, base[:, None] + ge, C).astype(np.int64)
             self.g_w = (w[self.g_user] * np.concatenate([s.group_prob for s in stats])).astype(float)
         self.submodular = kmax == 1
-        # entries: one per (group, real member)
-        G = len(self.g_user)
+        self.num_groups = len(self.g_user)
+        self._cloud, self._low = np.asarray(cloud, dtype=float), np.asarray(low, dtype=float)
+
+    #: Attributes built on first use by :meth:`_entries` (the ``K = 1`` fast path never needs them).
+    _ENTRY_ATTRS = frozenset({"e_group", "e_col", "e_user", "e_w", "e_others", "col_ptr"})
+
+    def __getattr__(self, name):
+        if name in PairModel._ENTRY_ATTRS:
+            self._entries()
+            return self.__dict__[name]
+        raise AttributeError(name)
+
+    def _entries(self) -> None:
+        """Build the per-(group, member) entries, sorted by column (see the class docstring)."""
+        C, kmax = self.C, self.kmax
         gi, ki = np.nonzero(self.g_cols < C)                 # already by group, then position
         order = np.argsort(self.g_cols[gi, ki], kind="stable")   # by column, then group, then position
         gi, ki = gi[order], ki[order]
-        self.e_group = gi
-        self.e_col = self.g_cols[gi, ki]
-        self.e_user = self.g_user[gi]
-        self.e_w = self.g_w[gi]
+        d = self.__dict__
+        d["e_group"] = gi
+        d["e_col"] = self.g_cols[gi, ki]
+        d["e_user"] = self.g_user[gi]
+        d["e_w"] = self.g_w[gi]
         if kmax > 1:
             others = np.empty((len(gi), kmax - 1), dtype=np.int64)
             for j in range(kmax - 1):
                 kk = np.where(j < ki, j, j + 1)
                 others[:, j] = self.g_cols[gi, kk]
-            self.e_others = others
+            d["e_others"] = others
         else:
-            self.e_others = np.zeros((len(gi), 0), dtype=np.int64)
-        self.col_ptr = np.searchsorted(self.e_col, np.arange(C + 1))
-        self.num_groups = G
+            d["e_others"] = np.zeros((len(gi), 0), dtype=np.int64)
+        d["col_ptr"] = np.searchsorted(d["e_col"], np.arange(C + 1))
+
+    # -- K = 1: gains by column -------------------------------------------------
+    def _k1(self) -> dict:
+        """The ``K = 1`` gain data, built once: weights by column, ``T`` transposed, gains with no edge caching.
+
+        ``A`` is ``a_{m,c} = w_m p_{m,c}`` as a CSR matrix ``(C, M)`` (users
+        ascending in each row; memory O(observed (user, expert) pairs)).  The
+        gains with no edge caching are ``A_cloud @ D_cloud + A_dev @ D_dev``
+        with ``D[m, n] = max(0, tau0_m - t_{m,n})`` for the two start
+        latencies ``tau0`` (cloud; device, for the experts a device holds):
+        one dense matrix product per block of columns (BLAS), never an
+        ``(N, M, C)`` array.
+        """
+        d = self.__dict__.get("_k1_data")
+        if d is not None:
+            return d
+        from scipy import sparse
+        C, M, N = self.C, self.M, self.N
+        A = sparse.csr_matrix((self.g_w, (self.g_cols[:, 0], self.g_user)), shape=(C, M))   # sums duplicates
+        A.sort_indices()
+        rows = np.repeat(np.arange(C), np.diff(A.indptr))
+        dev = self.cur0[A.indices, rows] != self._cloud[A.indices]          # entries starting on the device
+        del rows
+        a_cloud = sparse.csr_matrix((np.where(dev, 0.0, A.data), A.indices, A.indptr), shape=(C, M))
+        a_dev = sparse.csr_matrix((np.where(dev, A.data, 0.0), A.indices.copy(), A.indptr.copy()), shape=(C, M))
+        a_dev.eliminate_zeros()
+        d_cloud = np.maximum(self._cloud[:, None] - self.T, 0.0)            # (M, N)
+        d_dev = np.maximum(self._low[:, None] - self.T, 0.0)
+        g0 = np.empty((C, N))
+        step = max(1, GEMM_BLOCK // max(1, M))
+        for c0 in range(0, C, step):
+            g0[c0:c0 + step] = a_cloud[c0:c0 + step].toarray() @ d_cloud
+        if a_dev.nnz:
+            g0 += a_dev @ d_dev
+        d = self._k1_data = dict(A=A, g0=g0, TT=np.ascontiguousarray(self.T.T), tmin=self.T.min(axis=1))
+        return d
+
+    def column_gains(self, tau: np.ndarray, c: int, servers=None) -> np.ndarray:
+        """``K = 1``: gains of column ``c`` on ``servers`` (default all), given its current latencies ``tau`` (M,).
+
+        ``sum_m a_{m,c} max(0, tau_m - t_{m,n})`` (chapter *Greedy for K = 1*,
+        section "Incremental gains"), summed per server over the column's
+        users in one fixed order, so a server's value is the same bit for bit
+        whichever servers are asked for.  Shape ``(len(servers),)``, seconds.
+        """
+        d = self._k1()
+        A = d["A"]
+        p0, p1 = A.indptr[c], A.indptr[c + 1]
+        users = A.indices[p0:p1]
+        tt = d["TT"] if servers is None else d["TT"][np.atleast_1d(servers)]
+        return _column_sum(tt[:, users], tau[users], A.data[p0:p1])
+
+    def column_bound(self, tau: np.ndarray, c: int) -> float:
+        """``K = 1``: an upper bound on :meth:`column_gains` over every server (each user's fastest server), s."""
+        d = self._k1()
+        A = d["A"]
+        p0, p1 = A.indptr[c], A.indptr[c + 1]
+        users = A.indices[p0:p1]
+        return float(_column_sum(d["tmin"][None, users], tau[users], A.data[p0:p1])[0]) * (1 + 1e-12)
 
     # -- objective ------------------------------------------------------------
     def value(self, cur: np.ndarray) -> float:
@@ -161,6 +248,8 @@ class PairModel:
         value of a pair is bit-identical whichever range it is computed in.
         """
         lo, hi = int(lo), int(hi)
+        if self.submodular:
+            return self._k1_range(cur, lo, hi, servers)
         ns = self.N if servers is None else len(np.atleast_1d(servers))
         a, b = self.col_ptr[lo], self.col_ptr[hi]
         out = np.zeros((hi - lo) * ns)
@@ -196,16 +285,23 @@ class PairModel:
         Bit-identical to the same entry of :meth:`gains_range` (same operations,
         same summation order).
         """
-        if self.kmax > 1:
-            return float(self.gains_range(cur, c, c + 1, [n])[0, 0])
-        a, b = self.col_ptr[c], self.col_ptr[c + 1]
-        if b == a:
-            return 0.0
-        m = self.e_user[a:b]
-        ck = cur[m, c]
-        # K = 1 closed form: sum_m w_m p (tau - min(tau, t_mn)); as in gains_range with om = 0
-        val = self.e_w[a:b] * (np.maximum(ck, 0.0) - np.maximum(0.0, np.minimum(ck, self.T[m, n])))
-        return float(np.bincount(np.zeros(b - a, np.int64), weights=val, minlength=1)[0])
+        return float(self.gains_range(cur, c, c + 1, [n])[0, 0])
+
+    def _k1_range(self, cur: np.ndarray, lo: int, hi: int, servers=None) -> np.ndarray:
+        """:meth:`gains_range` for ``K = 1``: the start gains for untouched columns, :meth:`column_gains` otherwise.
+
+        A column is *untouched* when its latencies equal those with no edge
+        caching; then its gains are the rows of the matrix product of
+        :meth:`_k1` (the same numbers in every mode of the greedy, so every
+        mode picks the same pairs).
+        """
+        g0 = self._k1()["g0"]
+        out = g0[lo:hi] if servers is None else g0[lo:hi][:, np.atleast_1d(servers)]
+        out = out.copy()
+        touched = np.flatnonzero((cur[:, lo:hi] != self.cur0[:, lo:hi]).any(axis=0))
+        for j in touched.tolist():
+            out[j] = self.column_gains(cur[:, lo + j], lo + j, servers)
+        return out
 
     def apply(self, cur: np.ndarray, n: int, c: int) -> None:
         """Cache column ``c`` on server ``n`` (in place): every user of the model may now use it."""

@@ -210,9 +210,9 @@ def _celf_columns(pm: PairModel, run: _Run) -> _Run:
     * After ``(n, c)`` is added, the old gains of column ``c`` become upper
       bounds (submodularity), capped by
       :meth:`~slimlib.solvers.pairs.PairModel.column_bound` (each user's
-      fastest server).  A bound that reaches the top is replaced by the exact
-      gain of that pair; a second one of the same column recomputes the
-      whole column (``O(M N)``, vectorised).
+      fastest server).  When a bound reaches the top, the exact gains of the
+      column's pairs that fit and whose bound is at least the runner-up key
+      are computed at once (vectorised over those servers).
 
     A key is exact or a bound of the pair's current gain, so the first exact
     key on top is the pair the naive greedy picks; gains are the numbers of
@@ -232,7 +232,6 @@ def _celf_columns(pm: PairModel, run: _Run) -> _Run:
     tau = np.ascontiguousarray(run.cur.T)                  # (C + 1, M): a column's latencies, contiguous
     TT = pm._k1()["TT"]
     ver = [0] * C
-    singles = [0] * C                                      # exact single-pair evaluations since the last change
 
     def top_of(c):
         ok = ~x[c] & (val[c] > 0) & (cb[c] + used <= capeff)
@@ -264,19 +263,15 @@ def _celf_columns(pm: PairModel, run: _Run) -> _Run:
             run.picks.append((n, c))
             touched.append(c)
             ver[c] += 1
-            singles[c] = 0
             np.minimum(val[c], pm.column_bound(tau[c], c), out=val[c])
             exact[c] = False
         elif not ex and cb[c] + used[n] <= capeff[n]:
-            if singles[c] == 0:
-                val[c, n] = pm.column_gains(tau[c], c, [n])[0]
-                exact[c, n] = True
-                singles[c] = 1
-                evaluations += 1
-            else:
-                val[c] = pm.column_gains(tau[c], c)
-                exact[c] = True
-                evaluations += N
+            # exact gains for the pairs of c whose bound could still beat the runner-up key
+            thr = -min(heap[1][0] if len(heap) > 1 else np.inf, heap[2][0] if len(heap) > 2 else np.inf)
+            ask = np.flatnonzero(~exact[c] & ~x[c] & (cb[c] + used <= capeff))
+            val[c, ask] = pm.column_gains(tau[c], c, ask)
+            exact[c, ask] = True
+            evaluations += len(ask)
         t = top_of(c)
         if t is None:
             if heap and heap[0][1] == k and heap[0][3] == ver[c]:

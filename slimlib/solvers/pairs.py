@@ -215,15 +215,23 @@ class PairModel:
         """``K = 1``: gains of column ``c`` on ``servers`` (default all), given its current latencies ``tau`` (M,).
 
         ``sum_m a_{m,c} max(0, tau_m - t_{m,n})`` (chapter *Greedy for K = 1*,
-        section "Incremental gains"), summed per server over the column's
-        users in one fixed order, so a server's value is the same bit for bit
-        whichever servers are asked for.  Shape ``(len(servers),)``, seconds.
+        section "Incremental gains"), summed per server in one fixed order
+        over the column's users (over all users, with zero weights, when at
+        least half of them use the column: no gather), so a server's value
+        is the same bit for bit whichever servers are asked for.  Shape
+        ``(len(servers),)``, seconds.
         """
         d = self._k1()
         A = d["A"]
         p0, p1 = A.indptr[c], A.indptr[c + 1]
         users = A.indices[p0:p1]
-        tt = d["TT"] if servers is None else d["TT"][np.atleast_1d(servers)]
+        TT = d["TT"]
+        if 2 * len(users) >= self.M:
+            a = np.zeros(self.M)
+            a[users] = A.data[p0:p1]
+            tt = TT.copy() if servers is None else TT[np.atleast_1d(servers)]
+            return _column_sum(tt, tau, a)
+        tt = TT if servers is None else TT[np.atleast_1d(servers)]
         return _column_sum(tt[:, users], tau[users], A.data[p0:p1])
 
     def column_bound(self, tau: np.ndarray, c: int) -> float:

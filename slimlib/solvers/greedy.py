@@ -129,9 +129,9 @@ def _select(pm: PairModel, run: _Run, gains: np.ndarray):
     return n, c, float(gains[c, n]), float(dens[c, n]), ok
 
 
-def _initial_gains(pm: PairModel, run: _Run) -> np.ndarray:
-    """All gains ``(C, N)`` at the start of ``run``; those of the empty start are computed once per :class:`~slimlib.solvers.pairs.PairModel`."""
-    empty = not run.picks and not run.x.any() and np.array_equal(run.cur, pm.cur0)
+def _initial_gains(pm: PairModel, run: _Run | None) -> np.ndarray:
+    """All gains ``(C, N)`` at the start of ``run`` (``None``: the empty start, computed once per :class:`~slimlib.solvers.pairs.PairModel`)."""
+    empty = run is None or (not run.picks and not run.x.any() and np.array_equal(run.cur, pm.cur0))
     if not empty:
         return pm.gains_range(run.cur, 0, pm.C)
     g0 = pm.__dict__.get("_g0")
@@ -542,7 +542,7 @@ def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, 
         completions = _complete_groups(pm, best, mode)
         best_val = pm.value(best.cur)
         variant = "density greedy + group completion" if completions else variant
-    g0 = _initial_gains(pm, _Run(pm))                   # the empty start's gains, computed once
+    g0 = _initial_gains(pm, None)                       # the empty start's gains, computed once
     fits0 = pm.fits(np.zeros(pm.N))
     if single or d >= 1:
         cand = np.where(fits0, g0, -np.inf)

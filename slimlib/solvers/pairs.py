@@ -130,17 +130,25 @@ class PairModel:
             self.g_w = np.concatenate(g_w).astype(float)
         else:
             # one row per (user, group), vectorised over users: columns o_u + l E_u + e, padded with C
-            self.g_user = np.repeat(np.arange(M, dtype=np.int64), [len(s.group_prob) for s in stats])
+            counts = np.array([len(s.group_prob) for s in stats], dtype=np.int64)
+            self.g_user = np.repeat(np.arange(M, dtype=np.int64), counts)
             ge = [np.asarray(s.group_experts, dtype=np.int64) for s in stats]
-            if any(g.shape[1] != kmax for g in ge):
+            padded = any(g.shape[1] != kmax for g in ge)
+            if padded:
                 ge = [np.hstack([g, np.full((len(g), kmax - g.shape[1]), -1, dtype=np.int64)]) for g in ge]
             ge = np.concatenate(ge)
-            gl = np.concatenate([s.group_layer for s in stats]).astype(np.int64)
-            gu = um[self.g_user]
+            gl = np.concatenate([s.group_layer for s in stats]).astype(np.int64, copy=False)
             E_u = np.array([m.num_experts for m in models], dtype=np.int64)
-            base = self.offset[gu].astype(np.int64) + gl * E_u[gu]
-            self.g_cols = np.where(ge >= 0, base[:, None] + ge, C).astype(np.int64)
-            self.g_w = (w[self.g_user] * np.concatenate([s.group_prob for s in stats])).astype(float)
+            if len(models) == 1:                       # one model: no per-group gathers
+                base = gl * E_u[0]
+            else:
+                base = np.repeat(self.offset[um].astype(np.int64), counts) + gl * np.repeat(E_u[um], counts)
+            ge += base[:, None]                        # the dummy column C for the padding (-1)
+            if padded:
+                ge[ge < base[:, None]] = C
+            self.g_cols = ge
+            self.g_w = np.repeat(np.asarray(w, dtype=float), counts)
+            self.g_w *= np.concatenate([s.group_prob for s in stats]).astype(float, copy=False)
         self.submodular = kmax == 1
         self.num_groups = len(self.g_user)
         self._cloud, self._low = np.asarray(cloud, dtype=float), np.asarray(low, dtype=float)
@@ -194,12 +202,20 @@ class PairModel:
         C, M, N = self.C, self.M, self.N
         A = sparse.csr_matrix((self.g_w, (self.g_cols[:, 0], self.g_user)), shape=(C, M))   # sums duplicates
         A.sort_indices()
-        rows = np.repeat(np.arange(C), np.diff(A.indptr))
-        dev = self.cur0[A.indices, rows] != self._cloud[A.indices]          # entries starting on the device
-        del rows
-        a_cloud = sparse.csr_matrix((np.where(dev, 0.0, A.data), A.indices, A.indptr), shape=(C, M))
-        a_dev = sparse.csr_matrix((np.where(dev, A.data, 0.0), A.indices.copy(), A.indptr.copy()), shape=(C, M))
-        a_dev.eliminate_zeros()
+        # the (column, user) pairs that start on the device (cached there, and faster than the cloud)
+        dm, dc = [], []
+        for m in np.flatnonzero(self._low < self._cloud).tolist():
+            cols = np.flatnonzero(self.problem.device_cache[m].ravel())
+            if cols.size:
+                dc.append(int(self.offset[self.problem.user_model[m]]) + cols)
+                dm.append(np.full(cols.size, m))
+        if dc:
+            dc, dm = np.concatenate(dc), np.concatenate(dm)
+            on_dev = sparse.csr_matrix((np.ones(dc.size), (dc, dm)), shape=(C, M))
+            a_dev = A.multiply(on_dev).tocsr()
+            a_cloud = (A - a_dev).tocsr()
+        else:
+            a_dev, a_cloud = sparse.csr_matrix((C, M)), A
         d_cloud = np.maximum(self._cloud[:, None] - self.T, 0.0)            # (M, N)
         d_dev = np.maximum(self._low[:, None] - self.T, 0.0)
         g0 = np.empty((C, N))

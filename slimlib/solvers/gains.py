@@ -179,12 +179,13 @@ class _Context:
                 stacks.append(None)
                 continue
             x = placement.server[u]                                               # (N, L, E)
-            others = [k for k in range(N) if k != server and x[k].any()]          # empty servers change nothing
-            if others:
-                edge = np.where(x[others][None], self.edge[u][:, others, None, None], np.inf).min(axis=1)
-                t = np.minimum(self.device_tau[u], edge)
-            else:
-                t = self.device_tau[u].copy()
+            t = self.device_tau[u].copy()
+            for k in range(N):                     # only the cached experts of the other servers: O(M_u x cached)
+                if k == server:
+                    continue
+                li, ei = np.nonzero(x[k])
+                if li.size:
+                    t[:, li, ei] = np.minimum(t[:, li, ei], self.edge[u][:, k, None])
             stacks.append(t)
             for i, m in enumerate(us):
                 tau[m] = t[i]

@@ -73,16 +73,19 @@ whole layer are cheap to refresh.
 
 Fast paths
 ----------
-The default runs never scan all pairs per step (``_celf_columns``
-for ``K = 1``, ``_incremental_heap`` otherwise): one heap of
-``(-density, c N + n)`` per server, a stamp per column (``K = 1``: adding
-``(n, c)`` changes ``tau`` of column ``c`` only, so every other key stays
-exact) or per pair (``K >= 2``: only the columns sharing a group with ``c``
-are recomputed), and whole heaps dropped once their server has no room for
-their smallest column.  Single savings are summed in the order of
-:meth:`~slimlib.solvers.pairs.PairModel.gains_range`, so every value, and hence every pick and its
-tie-breaking, is bit-identical to the naive reference (``lazy=False``); the
-tests check this pick by pick.
+The default runs never scan all pairs per step.  For ``K = 1``
+(``_celf_columns``) the start gains are one matrix product
+(:class:`~slimlib.solvers.pairs.PairModel`), the heap holds one key per
+column, and after ``(n, c)`` is added only column ``c`` is re-evaluated,
+lazily (its old gains become upper bounds); memory is O(observed (user,
+expert) pairs) plus the latencies ``(M, C)``, never ``N M L E``.  For
+``K >= 2`` (``_incremental_heap``): one heap of ``(-density, c N + n)`` per
+server and a stamp per pair; after an addition only the columns sharing a
+group with ``c`` are recomputed, and whole heaps are dropped once their
+server has no room for their smallest column.  Every mode reads its gains
+through :meth:`~slimlib.solvers.pairs.PairModel.gains_range`, so every
+value, and hence every pick and its tie-breaking, is bit-identical to the
+naive reference (``lazy=False``); the tests check this pick by pick.
 """
 from __future__ import annotations
 

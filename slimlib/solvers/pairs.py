@@ -71,6 +71,7 @@ class PairModel:
     e_col, e_user, e_w, e_others : ndarrays
         One row per (user, group, member expert), sorted by column; ``e_others``
         holds the other columns of the group (padded with the dummy), shape ``(Ent, Kmax - 1)``.
+        Built on first use (the ``K = 1`` gains, :meth:`column_gains`, never need them).
     col_ptr : ndarray of int, shape (C + 1,)
         Entries of column ``c`` are ``col_ptr[c]:col_ptr[c + 1]``.
     submodular : bool
@@ -256,7 +257,7 @@ class PairModel:
         A = d["A"]
         p0, p1 = A.indptr[c], A.indptr[c + 1]
         users = A.indices[p0:p1]
-        return float(_column_sum(d["tmin"][None, users], tau[users], A.data[p0:p1])[0]) * (1 + 1e-12)
+        return float(_column_sum(d["tmin"][None, users], tau[users], A.data[p0:p1])[0]) * (1 + 1e-9)
 
     # -- objective ------------------------------------------------------------
     def value(self, cur: np.ndarray) -> float:

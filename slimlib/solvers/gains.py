@@ -138,7 +138,8 @@ def stage_latency(problem: Problem, placement: Placement, server: int,
 
 
 class _Context:
-    """What the stages of one run share (private; built once per solve, read-only afterwards).
+    """What the stages of one run share (private; built once per solve; besides lazily built tables it keeps
+    a running minimum of the other servers' latencies, checked against their caches at every stage).
 
     Per model ``u`` with users ``m_1 < m_2 < ...``: the latency of every expert
     with no server at all (device if cached, else cloud), stacked over the
@@ -168,6 +169,9 @@ class _Context:
         self._dense: dict = {}
         self.units: dict = {}
         self._masks: dict = {}
+        # per model: the servers already folded into a running minimum, with their caches then, and that minimum;
+        # successive stages (pass 1: the servers before n) only add servers, so each stage costs O(M_u x new cached)
+        self._running: dict = {}
 
     def stage_latency(self, placement: Placement, server: int):
         """``(tau_before per user, t_server (M,), tau_before stacked per model (M_u, L, E))``."""
@@ -179,13 +183,18 @@ class _Context:
                 stacks.append(None)
                 continue
             x = placement.server[u]                                               # (N, L, E)
-            t = self.device_tau[u].copy()
-            for k in range(N):                     # only the cached experts of the other servers: O(M_u x cached)
-                if k == server:
+            want = [k for k in range(N) if k != server and x[k].any()]           # empty servers change nothing
+            snaps, t = self._running.get(u, ({}, None))
+            if t is None or any(k not in want or not np.array_equal(x[k], sx) for k, sx in snaps.items()):
+                snaps, t = {}, self.device_tau[u].copy()                          # start again from the devices
+            for k in want:                         # only the cached experts of the servers not yet applied
+                if k in snaps:
                     continue
                 li, ei = np.nonzero(x[k])
-                if li.size:
-                    t[:, li, ei] = np.minimum(t[:, li, ei], self.edge[u][:, k, None])
+                t[:, li, ei] = np.minimum(t[:, li, ei], self.edge[u][:, k, None])
+                snaps[k] = x[k].copy()
+            self._running[u] = (snaps, t)
+            t = t.copy()
             stacks.append(t)
             for i, m in enumerate(us):
                 tau[m] = t[i]

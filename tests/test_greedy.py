@@ -356,3 +356,17 @@ def test_k1_fast_path_works_by_column():
             assert np.array_equal(g, pm.gains_range(cur, c, c + 1)[0])
         else:
             np.testing.assert_allclose(g, pm.gains_range(cur, c, c + 1)[0], rtol=1e-12, atol=1e-18)
+
+
+def test_k2_gains_in_blocks_are_bit_identical(monkeypatch):
+    """K >= 2 gains are computed in blocks of whole columns (memory O(observed groups)): same bits at any block size."""
+    from slimlib.solvers import pairs
+    p = random_problem(2, num_users=4, num_servers=3, num_layers=2, num_experts=6, top_k=2, server_slots=(2, 5))
+    pm = PairModel(p)
+    cur = pm.cur0.copy()
+    for c, n in [(0, 0), (3, 1), (7, 2)]:
+        pm.apply(cur, n, c)
+    whole = pm.gains_range(cur, 0, pm.C)
+    monkeypatch.setattr(pairs, "ENTRY_BLOCK", 7)
+    assert np.array_equal(pm.gains_range(cur, 0, pm.C), whole)
+    assert np.array_equal(pm.gains_range(cur, 2, pm.C, [1, 2]), whole[2:, 1:])

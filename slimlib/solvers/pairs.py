@@ -17,6 +17,8 @@ from ..problem import Placement, Problem
 
 __all__ = ["PairModel"]
 
+#: Largest number of (entry, server) values :meth:`PairModel.gains_range` holds at once (``K >= 2``).
+ENTRY_BLOCK = 2 ** 22
 #: Largest dense block ``(columns, users)`` of the ``K = 1`` start-gain product, in elements.
 GEMM_BLOCK = 2 ** 22
 
@@ -275,34 +277,34 @@ class PairModel:
         lo, hi = int(lo), int(hi)
         if self.submodular:
             return self._k1_range(cur, lo, hi, servers)
-        ns = self.N if servers is None else len(np.atleast_1d(servers))
+        sv = np.arange(self.N) if servers is None else np.atleast_1d(servers)
+        ns = len(sv)
+        out = np.empty((hi - lo, ns))
+        # blocks of whole columns with at most ENTRY_BLOCK (entry, server) values each: memory
+        # O(observed groups), and each column's entries still summed in one bincount, in entry order
+        ptr = self.col_ptr
+        c0 = lo
+        while c0 < hi:
+            c1 = int(np.searchsorted(ptr, ptr[c0] + max(1, ENTRY_BLOCK // max(1, ns)), side="right")) - 1
+            c1 = min(hi, max(c0 + 1, c1))
+            out[c0 - lo:c1 - lo] = self._gains_block(cur, c0, c1, sv)
+            c0 = c1
+        return out
+
+    def _gains_block(self, cur: np.ndarray, lo: int, hi: int, sv: np.ndarray) -> np.ndarray:
+        """:meth:`gains_range` of columns ``lo..hi-1`` on servers ``sv`` in one piece, ``(hi - lo, len(sv))``."""
+        ns = len(sv)
         a, b = self.col_ptr[lo], self.col_ptr[hi]
-        out = np.zeros((hi - lo) * ns)
-        if b > a:
-            m = self.e_user[a:b]
-            ck = cur[m, self.e_col[a:b]]
-            if self.kmax > 1:
-                om = cur[m[:, None], self.e_others[a:b]].max(axis=1)
-            else:
-                om = np.zeros(b - a)
-            gmax = np.maximum(ck, om)
-            if servers is None:
-                # server-major layout (N, entries), built once: each bin still receives its
-                # entries in entry order, so the sums are the same
-                te = self.__dict__.get("_entry_T")
-                if te is None:
-                    te = self._entry_T = np.ascontiguousarray(self.T[self.e_user].T)
-                    self._entry_bins = self.e_col[None, :] * self.N + np.arange(self.N)[:, None]
-                new = np.maximum(om[None, :], np.minimum(ck[None, :], te[:, a:b]))
-                val = self.e_w[None, a:b] * (gmax[None, :] - new)
-                bins = self._entry_bins[:, a:b] - lo * ns
-            else:
-                t = self.T[m][:, np.atleast_1d(servers)]
-                new = np.maximum(om[:, None], np.minimum(ck[:, None], t))
-                val = self.e_w[a:b, None] * (gmax[:, None] - new)
-                bins = (self.e_col[a:b, None] - lo) * ns + np.arange(ns)[None, :]
-            out = np.bincount(bins.ravel(), weights=val.ravel(), minlength=out.size)
-        return out.reshape(hi - lo, ns)
+        if b == a:
+            return np.zeros((hi - lo, ns))
+        m = self.e_user[a:b]
+        ck = cur[m, self.e_col[a:b]]
+        om = cur[m[:, None], self.e_others[a:b]].max(axis=1) if self.kmax > 1 else np.zeros(b - a)
+        gmax = np.maximum(ck, om)
+        new = np.maximum(om[:, None], np.minimum(ck[:, None], self.T[m][:, sv]))
+        val = self.e_w[a:b, None] * (gmax[:, None] - new)
+        bins = (self.e_col[a:b, None] - lo) * ns + np.arange(ns)[None, :]
+        return np.bincount(bins.ravel(), weights=val.ravel(), minlength=(hi - lo) * ns).reshape(hi - lo, ns)
 
     def gain(self, cur: np.ndarray, n: int, c: int) -> float:
         """Marginal gain of one pair ``(n, c)``, seconds.

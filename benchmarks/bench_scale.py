@@ -1,6 +1,6 @@
 """Scale and honesty targets of the solvers (issue 13), measured in one run.
 
-    python benchmarks/bench_scale.py [--quick] [--milp-time-limit T]
+    python benchmarks/bench_scale.py [--quick] [--milp-time-limit T] [--only TARGET] [--k1-method M]
 
 Prints one ``PASS``/``FAIL`` line per target with the measured ratio:
 

@@ -107,11 +107,17 @@ class PairModel:
         # no edge caching: every column from the cloud, or from the device when cached there
         cur0 = np.zeros((M, C + 1))
         low = np.minimum(local, cloud)
-        for m in range(M):
-            u = int(um[m])
-            o = int(self.offset[u])
-            cur0[m, o:int(self.offset[u + 1])] = cloud[m]
-            cur0[m, o + np.flatnonzero(problem.device_cache[m].ravel())] = low[m]
+        for u in range(len(models)):                  # each user's own model's columns: the cloud
+            us = np.flatnonzero(um == u)
+            o, o1 = int(self.offset[u]), int(self.offset[u + 1])
+            if us.size == M:
+                cur0[:, o:o1] = np.asarray(cloud, dtype=float)[:, None]
+            elif us.size:
+                cur0[us, o:o1] = np.asarray(cloud, dtype=float)[us, None]
+        dev = [self.offset[um[m]] + np.flatnonzero(problem.device_cache[m].ravel()) for m in range(M)]
+        dm = np.repeat(np.arange(M), [len(d) for d in dev])
+        if dm.size:                                   # ... or the device, for the experts it holds
+            cur0[dm, np.concatenate(dev).astype(np.int64)] = np.asarray(low, dtype=float)[dm]
         self.cur0 = cur0
         stats = problem.stats
         if blind:

@@ -1,7 +1,8 @@
-"""Measurements used by the chapters (not optimisers): random stage tables, stage comparisons, brute-force stages.
+"""Measurements used by the chapters (not optimisers): greedy traces and ratios, stage tables and comparisons.
 
-Chapters *Successive decomposition*, *Max-plus convolution* and
-*Experiments*.  The optimisers themselves live in :mod:`slimlib.solvers`.
+Chapters *Greedy for K = 1* (the worked example's trace, the ratio study,
+the Top-2 counterexample), *Successive decomposition*, *Max-plus
+convolution* and *Experiments*.  The optimisers themselves live in :mod:`slimlib.solvers`.
 """
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from .latency import average_latency, call_latency, expert_latency, group_latenc
 from .problem import Placement, Problem
 from .solvers.decomposition import server_order
 from .solvers.gains import layer_gains
+from .solvers.greedy import run_greedy
 from .solvers.knapsack import MAX_UNITS, combine_accelerated, combine_dp, dp_unit
+from .solvers.pairs import PairModel
 
-__all__ = ["random_stage_tables", "stage_table_study", "exhaustive_stage", "compare_placements", "stage_comparison"]
+__all__ = ["greedy_trace", "k2_counterexample", "study_problem", "ratio_study", "random_stage_tables",
+           "stage_table_study", "exhaustive_stage", "compare_placements", "stage_comparison"]
 
 
 def random_stage_tables(rng, *, num_items=(4, 16), max_choices: int = 8, sizes=(1, 4), concave_share: float = 0.3):
@@ -209,3 +213,127 @@ def stage_comparison(problem: Problem, eps_values: Sequence[float], *, order="la
         for it, c in zip(items, counts):
             placement.server[it.model][n, it.layer, it.sets[int(c)]] = True
     return rows
+
+
+# -- chapter *Greedy for K = 1* -------------------------------------------------------
+def greedy_trace(problem: Problem, *, blind: bool = False) -> tuple[PairModel, list[dict]]:
+    """Every step of the plain density greedy, for the worked example.
+
+    Chapter *Greedy for K = 1*, section "A worked example".
+
+    Returns
+    -------
+    pm : PairModel
+    steps : list of dict
+        Step ``s`` (0-based, before the ``s``-th addition): ``gains`` ``(C, N)``
+        marginal savings (s), ``fits`` ``(C, N)`` bool, ``pick`` ``(n, c)`` or
+        ``None`` when the greedy stops, ``gain``, ``density`` (s per byte),
+        ``x`` ``(C, N)`` pairs cached so far, ``value`` (reduction so far, s).
+    """
+    pm = PairModel(problem, blind=blind)
+    run = run_greedy(pm, None, "naive", record=True)
+    for st in run.trace:
+        st["value"] = pm.value(st["cur"])
+    return pm, run.trace
+
+
+def k2_counterexample(q: float = 0.2, *, capacity: int = 2) -> Problem:
+    """The smallest instance on which the natural greedy fails for ``K = 2``.
+
+    Chapter *Greedy for K = 1*, section "Why not for K >= 2".  One user, one
+    server with room for ``capacity`` experts, one layer of ``E = 4`` experts,
+    Top-2 groups ``{0, 1}`` with probability ``q`` and ``{2, 3}`` with
+    probability ``1 - q``; the device holds expert 0.  Caching 1 alone saves
+    ``q (t_cloud - t_edge)``; caching 2 or 3 alone saves nothing (its partner
+    still comes from the cloud), but caching both saves ``(1 - q)(t_cloud - t_edge)``.
+
+    Parameters
+    ----------
+    q : float in (0, 1)
+        Probability of the group ``{0, 1}``.
+    capacity : int
+        Server storage in experts.
+    """
+    from .model import MoEModel
+    from .network import Network
+    from .stats import ActivationStats
+    q = V.number("q", q, minimum=1e-9, maximum=1 - 1e-9)
+    capacity = V.number("capacity", capacity, integer=True, nonneg=True)
+    mod = MoEModel("toy-top2", 1, 4, 2, hidden_size=1000, params_per_expert=10**6, bytes_per_param=1, act_bytes=1)
+    stats = ActivationStats(4, 2, [[[0, 1], [2, 3]]], probs=[[q, 1 - q]], model="toy-top2",
+                            provenance={"source": "synthetic", "generator": "k2_counterexample"})
+    net = Network(server_capacity_bytes=[capacity * mod.expert_bytes], server_flops=[20e12],
+                  user_capacity_bytes=[mod.expert_bytes], user_flops=[1e12], rate_up=[[20e6]], rate_down=[[40e6]],
+                  backhaul_rate_bps=1e9, backhaul_delay_s=5e-3, cloud_flops=100e12)
+    y = np.zeros((1, 4), bool)
+    y[0, 0] = True
+    return Problem(mod, net, stats, device_cache=[y], name=f"k2-counterexample-q{q:g}")
+
+
+def study_problem(seed: int, *, top_k: int = 1, mixed: bool = False, single_server: bool = False) -> Problem:
+    """One random instance of the ratio study of chapter *Greedy for K = 1*.
+
+    Small enough for the exact MILP in tens of milliseconds: 1–3 users, 2–3
+    servers (1 with ``single_server``), 1–2 layers of 3–4 experts; equal expert
+    sizes and 1–4 slots per server, or (``mixed``) two models with experts of 1
+    and 2 units and 1–6 units per server.
+    """
+    from .instances import random_mixed_problem, random_problem
+    rng = np.random.default_rng([int(seed), int(top_k), int(mixed), int(single_server)])
+    kw = dict(num_users=int(rng.integers(1, 4)), num_servers=1 if single_server else int(rng.integers(2, 4)),
+              num_layers=int(rng.integers(1, 3)), num_experts=int(rng.integers(max(3, top_k), 5)), top_k=top_k,
+              weights=True)
+    if mixed:
+        kw["num_users"] = max(kw["num_users"], 2)
+        return random_mixed_problem(rng, sizes=(1, 2), server_units=(1, 6), **kw)
+    return random_problem(rng, server_slots=(1, 4), **kw)
+
+
+def ratio_study(num_problems: int = 100, *, variants=None, top_k: int = 1, mixed: bool = False,
+                single_server: bool = False, seed: int = 0, progress: bool = False) -> dict:
+    """Latency reduction of greedy variants as a fraction of the exact optimum.
+
+    Chapter *Greedy for K = 1*, section "Measured ratios".  Every instance
+    comes from :func:`study_problem`; the optimum is the MILP (``"exact"``);
+    instances where the optimum saves nothing are skipped.
+
+    Parameters
+    ----------
+    num_problems : int
+    variants : dict of str to (method, options), optional
+        Default: plain density greedy, the default greedy (better of density
+        greedy and best single pair) and ``enumeration=1``.
+    top_k : int
+    mixed, single_server : bool
+        Instance family (see :func:`study_problem`).
+    seed : int
+        First instance seed (instances ``seed .. seed + num_problems - 1``).
+    progress : bool
+        Show a tqdm bar.
+
+    Returns
+    -------
+    dict
+        ``ratios``: variant -> ndarray ``R(variant) / R(opt)``; ``optimum_s``:
+        ndarray of ``R(opt)`` (s); ``seeds``: the instance seeds used.
+    """
+    from tqdm.auto import tqdm
+
+    from .solvers import solve
+    if variants is None:
+        variants = {"plain density greedy": ("greedy", dict(single=False)),
+                    "greedy (default)": ("greedy", {}),
+                    "greedy, enumeration=1": ("greedy", dict(enumeration=1))}
+    out = {k: [] for k in variants}
+    opt, seeds = [], []
+    for s in tqdm(range(seed, seed + int(num_problems)), disable=not progress, desc="ratio study"):
+        p = study_problem(s, top_k=top_k, mixed=mixed, single_server=single_server)
+        r_opt = latency_reduction(p, solve(p, "exact"))
+        if not r_opt > 0:
+            continue
+        opt.append(r_opt)
+        seeds.append(s)
+        for k, (meth, opts) in variants.items():
+            out[k].append(latency_reduction(p, solve(p, meth, **opts)) / r_opt)
+    return dict(ratios={k: np.array(v) for k, v in out.items()}, optimum_s=np.array(opt), seeds=seeds,
+                top_k=top_k, mixed=mixed, single_server=single_server)

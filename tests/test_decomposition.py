@@ -518,3 +518,21 @@ def test_top_c_sets_are_prefixes():
             assert np.array_equal(s, ranking[:c]) and np.array_equal(gains._chosen(it, c), s)
         # h is the running sum of the single gains in ranking order
         assert it.h[0] == 0 and np.all(np.diff(it.h) > 0)
+
+
+def test_stage_latency_running_minimum_equals_fresh():
+    """The context's running minimum over the other servers equals a fresh computation, in any stage order."""
+    from slimlib.latency import call_latency
+    from slimlib.solvers.gains import _Context
+    p = random_problem(4, num_users=4, num_servers=4, num_layers=2, num_experts=6, top_k=2, server_slots=(1, 4))
+    pl = slimlib.solve(p, "decomposition")
+    calls = call_latency(p)
+    ctx = _Context(p, pl, calls)
+    for n in [0, 1, 2, 3, 2, 0, 3, 1]:
+        got = ctx.stage_latency(pl, n)
+        want = _Context(p, pl, calls).stage_latency(pl, n)
+        assert all(np.array_equal(a, b) for a, b in zip(got[0], want[0]))
+    # a cache that changes between stages is noticed
+    pl.server[0][1][:] = ~pl.server[0][1]
+    got, want = ctx.stage_latency(pl, 0), _Context(p, pl, calls).stage_latency(pl, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(got[0], want[0]))

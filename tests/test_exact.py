@@ -9,7 +9,7 @@ import slimlib
 from slimlib import ActivationStats, MoEModel, Network, Problem
 from slimlib.instances import random_mixed_problem, random_problem
 from slimlib.solvers.exact import milp_model
-from slimlib.solvers.greedy import k2_counterexample
+from slimlib.studies import k2_counterexample
 
 from conftest import tiny_problems
 

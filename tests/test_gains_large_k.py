@@ -8,7 +8,7 @@ import pytest
 
 import slimlib
 from slimlib.instances import random_problem
-from slimlib.solvers.gains import group_completion
+from slimlib.solvers.group_search import group_completion
 
 
 def random_terms(rng, E=10, K=5, T=60):

@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 import slimlib
 from slimlib import latency_reduction
 from slimlib.instances import random_mixed_problem, random_problem
-from slimlib.solvers.greedy import PairModel, greedy_trace, k2_counterexample, study_problem
+from slimlib.solvers.pairs import PairModel
+from slimlib.studies import greedy_trace, k2_counterexample, study_problem
 
 from conftest import tiny_problems
 
@@ -335,3 +336,37 @@ def test_completion_option_is_validated():
     p = random_problem(0, top_k=2)
     with pytest.raises(ValueError, match="completion"):
         slimlib.solve(p, "greedy", completion="yes")
+
+
+def test_k1_fast_path_works_by_column():
+    """K = 1: the greedy never builds the per-entry arrays (memory O(observed pairs)); the column bound caps every gain."""
+    from slimlib.solvers.greedy import run_greedy
+    p = random_problem(5, num_users=8, num_servers=4, num_layers=3, num_experts=16, top_k=1, server_slots=(4, 12))
+    pm = PairModel(p)
+    run = run_greedy(pm, None, "celf")
+    assert run.picks and "e_col" not in pm.__dict__
+    assert run.picks == run_greedy(pm, None, "naive").picks
+    cur = run.cur
+    touched = (cur != pm.cur0).any(axis=0)
+    assert touched.any()
+    for c in range(pm.C):
+        g = pm.column_gains(cur[:, c], c)
+        assert np.all(g <= pm.column_bound(cur[:, c], c))
+        if touched[c]:                           # untouched columns read the start product instead
+            assert np.array_equal(g, pm.gains_range(cur, c, c + 1)[0])
+        else:
+            np.testing.assert_allclose(g, pm.gains_range(cur, c, c + 1)[0], rtol=1e-12, atol=1e-18)
+
+
+def test_k2_gains_in_blocks_are_bit_identical(monkeypatch):
+    """K >= 2 gains are computed in blocks of whole columns (memory O(observed groups)): same bits at any block size."""
+    from slimlib.solvers import pairs
+    p = random_problem(2, num_users=4, num_servers=3, num_layers=2, num_experts=6, top_k=2, server_slots=(2, 5))
+    pm = PairModel(p)
+    cur = pm.cur0.copy()
+    for c, n in [(0, 0), (3, 1), (7, 2)]:
+        pm.apply(cur, n, c)
+    whole = pm.gains_range(cur, 0, pm.C)
+    monkeypatch.setattr(pairs, "ENTRY_BLOCK", 7)
+    assert np.array_equal(pm.gains_range(cur, 0, pm.C), whole)
+    assert np.array_equal(pm.gains_range(cur, 2, pm.C, [1, 2]), whole[2:, 1:])

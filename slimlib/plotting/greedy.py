@@ -7,8 +7,8 @@
 * :func:`draw_k2_counterexample` — how far the natural greedy falls behind on
   the Top-2 counterexample as the probability of the "easy" group varies.
 
-Data come from :mod:`slimlib.solvers.greedy` (:func:`~slimlib.solvers.greedy.greedy_trace`,
-:func:`~slimlib.solvers.greedy.ratio_study`, :func:`~slimlib.solvers.greedy.k2_counterexample`).
+Data come from :mod:`slimlib.studies` (:func:`~slimlib.studies.greedy_trace`,
+:func:`~slimlib.studies.ratio_study`, :func:`~slimlib.studies.k2_counterexample`).
 """
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ def draw_greedy_step(step: int, *, pm, trace, optimum_s: float | None = None, so
     ----------
     step : int
         Index into ``trace`` (clipped to its length).
-    pm : slimlib.solvers.greedy.PairModel
+    pm : slimlib.solvers.pairs.PairModel
         The instance (one model).
     trace : list of dict
-        From :func:`slimlib.solvers.greedy.greedy_trace`.
+        From :func:`slimlib.studies.greedy_trace`.
     optimum_s : float, optional
         ``R`` of the optimum (s), drawn as a reference line.
     source : str
@@ -126,7 +126,7 @@ def draw_ratio_histograms(panels, *, refs=None, source: str = "statistics: synth
     Parameters
     ----------
     panels : list of (str, dict)
-        ``(title, study)`` with ``study`` from :func:`slimlib.solvers.greedy.ratio_study`.
+        ``(title, study)`` with ``study`` from :func:`slimlib.studies.ratio_study`.
     refs : list of list of str, optional
         Per panel, names of proven bounds to mark (keys ``"1 - 1/e"``, ``"1/2"``,
         ``"(1 - 1/e)/2"``).

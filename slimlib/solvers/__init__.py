@@ -8,9 +8,11 @@ records the method name.  Chapters: *Greedy for K=1* (``greedy``),
 (``accelerated``), and the baselines in *Experiments*.
 
 Modules, one concept each: :mod:`~slimlib.solvers.gains` (per-layer stage
-gains), :mod:`~slimlib.solvers.knapsack` (combining them under a server's
+gains), :mod:`~slimlib.solvers.group_search` (their ``K >= 2`` subset search),
+:mod:`~slimlib.solvers.knapsack` (combining them under a server's
 storage: DP and value grid), :mod:`~slimlib.solvers.decomposition` (the
-successive stages), :mod:`~slimlib.solvers.greedy`,
+successive stages), :mod:`~slimlib.solvers.pairs` (the (server, expert) pair
+model), :mod:`~slimlib.solvers.greedy`,
 :mod:`~slimlib.solvers.exact` and :mod:`~slimlib.solvers.baselines`.
 Measurements used only by the chapters live in :mod:`slimlib.studies`;
 certified upper bounds in :mod:`slimlib.bounds`.

@@ -378,7 +378,7 @@ def decomposition(problem: Problem, *, order="latency", passes: int = 1, enum_li
         early when a pass changes nothing).
     enum_limit : int
         Largest number of subsets enumerated per layer for ``K >= 2``
-        (default ``2**16``); above it, :func:`slimlib.solvers.gains.grow_heuristic`.
+        (default ``2**16``); above it, :func:`slimlib.solvers.group_search.grow_heuristic`.
     unit : float, optional
         Bytes per DP capacity unit (default: see :func:`slimlib.solvers.knapsack.dp_unit`; exact when
         every expert size is a multiple of it).

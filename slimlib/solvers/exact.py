@@ -61,7 +61,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from .. import _validate as V
 from ..problem import Placement, Problem
 from . import register
-from .greedy import PairModel
+from .pairs import PairModel
 
 __all__ = ["exact", "brute_force", "milp_model", "BRUTE_FORCE_LIMIT"]
 

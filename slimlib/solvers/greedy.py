@@ -73,16 +73,19 @@ whole layer are cheap to refresh.
 
 Fast paths
 ----------
-The default runs never scan all pairs per step (``_celf_submodular``
-for ``K = 1``, ``_incremental_heap`` otherwise): one heap of
-``(-density, c N + n)`` per server, a stamp per column (``K = 1``: adding
-``(n, c)`` changes ``tau`` of column ``c`` only, so every other key stays
-exact) or per pair (``K >= 2``: only the columns sharing a group with ``c``
-are recomputed), and whole heaps dropped once their server has no room for
-their smallest column.  Single savings are summed in the order of
-:meth:`PairModel.gains_range`, so every value, and hence every pick and its
-tie-breaking, is bit-identical to the naive reference (``lazy=False``); the
-tests check this pick by pick.
+The default runs never scan all pairs per step.  For ``K = 1``
+(``_celf_columns``) the start gains are one matrix product
+(:class:`~slimlib.solvers.pairs.PairModel`), the heap holds one key per
+column, and after ``(n, c)`` is added only column ``c`` is re-evaluated,
+lazily (its old gains become upper bounds); memory is O(observed (user,
+expert) pairs) plus the latencies ``(M, C)``, never ``N M L E``.  For
+``K >= 2`` (``_incremental_heap``): one heap of ``(-density, c N + n)`` per
+server and a stamp per pair; after an addition only the columns sharing a
+group with ``c`` are recomputed, and whole heaps are dropped once their
+server has no room for their smallest column.  Every mode reads its gains
+through :meth:`~slimlib.solvers.pairs.PairModel.gains_range`, so every
+value, and hence every pick and its tie-breaking, is bit-identical to the
+naive reference (``lazy=False``); the tests check this pick by pick.
 """
 from __future__ import annotations
 
@@ -93,240 +96,11 @@ from itertools import combinations
 import numpy as np
 
 from .. import _validate as V
-from ..latency import call_latency
 from ..problem import Placement, Problem
 from . import register
+from .pairs import PairModel
 
-__all__ = ["PairModel", "greedy", "blind_greedy", "greedy_trace", "run_greedy", "k2_counterexample",
-           "study_problem", "ratio_study"]
-
-
-class PairModel:
-    """(P1) flattened onto (server, column) pairs, for the pair-based solvers.
-
-    Chapter *Greedy for K = 1*, section "Incremental gains".  Columns ``c``
-    number every ``(u, l, e)``: ``c = offset[u] + l * E_u + e``.
-
-    Parameters
-    ----------
-    problem : Problem
-    blind : bool
-        Build the co-activation-blind surrogate (every group replaced by its
-        ``K`` single experts with probability ``P(G) / K``; see ``"blind-greedy"``).
-    communication : bool
-        Use communication-only latencies (compute terms removed).
-
-    The arrays are read-only once built: the fast greedy loops cache values
-    derived from them on the instance.
-
-    Attributes
-    ----------
-    C, N, M : int
-        Columns, servers, users.
-    col_model, col_layer, col_expert : ndarray of int, shape (C,)
-    col_bytes : ndarray, shape (C,)
-        ``s_u``, bytes per expert of the column's model.
-    cap : ndarray, shape (N,)
-        ``Q_n``, bytes.
-    T : ndarray, shape (M, N)
-        Edge latency ``t_{m,n}`` of one call, seconds.
-    cur0 : ndarray, shape (M, C + 1)
-        Latency of each column without edge caching: ``min(local if on the device, cloud)``;
-        the extra last column is a zero-latency dummy used to pad groups of smaller ``K``.
-    g_user, g_cols, g_w : ndarrays, shapes (G,), (G, Kmax), (G,)
-        One row per (user, group): user, columns (padded with the dummy ``C``),
-        weight ``w_m P_{m,l}(G)``.
-    e_col, e_user, e_w, e_others : ndarrays
-        One row per (user, group, member expert), sorted by column; ``e_others``
-        holds the other columns of the group (padded with the dummy), shape ``(Ent, Kmax - 1)``.
-    col_ptr : ndarray of int, shape (C + 1,)
-        Entries of column ``c`` are ``col_ptr[c]:col_ptr[c + 1]``.
-    submodular : bool
-        Every group has one expert (``K = 1`` or blind surrogate).
-    """
-
-    def __init__(self, problem: Problem, *, blind: bool = False, communication: bool = False):
-        self.problem = problem
-        self.blind = bool(blind)
-        models = problem.models
-        self.offset = np.cumsum([0] + [m.num_layers * m.num_experts for m in models])
-        C = int(self.offset[-1])
-        self.C, self.N, self.M = C, problem.num_servers, problem.num_users
-        self.col_model = np.concatenate([np.full(m.num_layers * m.num_experts, u) for u, m in enumerate(models)])
-        self.col_layer = np.concatenate([np.repeat(np.arange(m.num_layers), m.num_experts) for m in models])
-        self.col_expert = np.concatenate([np.tile(np.arange(m.num_experts), m.num_layers) for m in models])
-        self.col_bytes = np.repeat(np.array([m.expert_bytes for m in models], dtype=float),
-                                   [m.num_layers * m.num_experts for m in models])
-        self.cap = np.asarray(problem.network.server_capacity_bytes, dtype=float)
-        calls = call_latency(problem)
-        if communication:
-            local, edge, cloud = calls.local_comm, calls.edge_comm, calls.cloud_comm
-        else:
-            local, edge, cloud = calls.local, calls.edge, calls.cloud
-        self.T = np.asarray(edge, dtype=float)
-        M = self.M
-        um = np.asarray(problem.user_model, dtype=np.int64)
-        w = problem.network.user_weight
-        kmax = 1 if blind else max(m.top_k for m in models)
-        self.kmax = kmax
-        # no edge caching: every column from the cloud, or from the device when cached there
-        cur0 = np.zeros((M, C + 1))
-        low = np.minimum(local, cloud)
-        for m in range(M):
-            u = int(um[m])
-            o = int(self.offset[u])
-            cur0[m, o:int(self.offset[u + 1])] = cloud[m]
-            cur0[m, o + np.flatnonzero(problem.device_cache[m].ravel())] = low[m]
-        self.cur0 = cur0
-        stats = problem.stats
-        if blind:
-            g_user, g_cols, g_w = [], [], []
-            for m in range(M):
-                u = int(um[m])
-                mod = models[u]
-                o = int(self.offset[u])
-                s = stats[m]
-                cols = o + s.group_layer[:, None] * mod.num_experts + s.group_experts      # (G, K)
-                p = np.zeros(mod.num_layers * mod.num_experts)
-                np.add.at(p, (cols - o).ravel(), np.repeat(s.group_prob, cols.shape[1]) / mod.top_k)
-                keep = np.flatnonzero(p > 0)
-                g_user.append(np.full(len(keep), m))
-                g_cols.append((o + keep)[:, None])
-                g_w.append(w[m] * p[keep])
-            self.g_user = np.concatenate(g_user).astype(np.int64)
-            self.g_cols = np.concatenate(g_cols).astype(np.int64)
-            self.g_w = np.concatenate(g_w).astype(float)
-        else:
-            # one row per (user, group), vectorised over users: columns o_u + l E_u + e, padded with C
-            self.g_user = np.repeat(np.arange(M, dtype=np.int64), [len(s.group_prob) for s in stats])
-            ge = [np.asarray(s.group_experts, dtype=np.int64) for s in stats]
-            if any(g.shape[1] != kmax for g in ge):
-                ge = [np.hstack([g, np.full((len(g), kmax - g.shape[1]), -1, dtype=np.int64)]) for g in ge]
-            ge = np.concatenate(ge)
-            gl = np.concatenate([s.group_layer for s in stats]).astype(np.int64)
-            gu = um[self.g_user]
-            E_u = np.array([m.num_experts for m in models], dtype=np.int64)
-            base = self.offset[gu].astype(np.int64) + gl * E_u[gu]
-            self.g_cols = np.where(ge >= 0, base[:, None] + ge, C).astype(np.int64)
-            self.g_w = (w[self.g_user] * np.concatenate([s.group_prob for s in stats])).astype(float)
-        self.submodular = kmax == 1
-        # entries: one per (group, real member)
-        G = len(self.g_user)
-        gi, ki = np.nonzero(self.g_cols < C)                 # already by group, then position
-        order = np.argsort(self.g_cols[gi, ki], kind="stable")   # by column, then group, then position
-        gi, ki = gi[order], ki[order]
-        self.e_group = gi
-        self.e_col = self.g_cols[gi, ki]
-        self.e_user = self.g_user[gi]
-        self.e_w = self.g_w[gi]
-        if kmax > 1:
-            others = np.empty((len(gi), kmax - 1), dtype=np.int64)
-            for j in range(kmax - 1):
-                kk = np.where(j < ki, j, j + 1)
-                others[:, j] = self.g_cols[gi, kk]
-            self.e_others = others
-        else:
-            self.e_others = np.zeros((len(gi), 0), dtype=np.int64)
-        self.col_ptr = np.searchsorted(self.e_col, np.arange(C + 1))
-        self.num_groups = G
-
-    # -- objective ------------------------------------------------------------
-    def value(self, cur: np.ndarray) -> float:
-        """``R``: weighted reduction against no edge caching, seconds (= :func:`slimlib.latency_reduction`)."""
-        g0 = self.cur0[self.g_user[:, None], self.g_cols].max(axis=1)
-        g1 = cur[self.g_user[:, None], self.g_cols].max(axis=1)
-        return float(self.g_w @ (g0 - g1))
-
-    def gains_range(self, cur: np.ndarray, lo: int, hi: int, servers=None) -> np.ndarray:
-        """Marginal gains of columns ``lo..hi-1`` on the given servers, shape ``(hi - lo, len(servers))``.
-
-        Sums the entries of each column sequentially (``np.bincount``), so the
-        value of a pair is bit-identical whichever range it is computed in.
-        """
-        lo, hi = int(lo), int(hi)
-        ns = self.N if servers is None else len(np.atleast_1d(servers))
-        a, b = self.col_ptr[lo], self.col_ptr[hi]
-        out = np.zeros((hi - lo) * ns)
-        if b > a:
-            m = self.e_user[a:b]
-            ck = cur[m, self.e_col[a:b]]
-            if self.kmax > 1:
-                om = cur[m[:, None], self.e_others[a:b]].max(axis=1)
-            else:
-                om = np.zeros(b - a)
-            gmax = np.maximum(ck, om)
-            if servers is None:
-                # server-major layout (N, entries), built once: each bin still receives its
-                # entries in entry order, so the sums are the same
-                te = self.__dict__.get("_entry_T")
-                if te is None:
-                    te = self._entry_T = np.ascontiguousarray(self.T[self.e_user].T)
-                    self._entry_bins = self.e_col[None, :] * self.N + np.arange(self.N)[:, None]
-                new = np.maximum(om[None, :], np.minimum(ck[None, :], te[:, a:b]))
-                val = self.e_w[None, a:b] * (gmax[None, :] - new)
-                bins = self._entry_bins[:, a:b] - lo * ns
-            else:
-                t = self.T[m][:, np.atleast_1d(servers)]
-                new = np.maximum(om[:, None], np.minimum(ck[:, None], t))
-                val = self.e_w[a:b, None] * (gmax[:, None] - new)
-                bins = (self.e_col[a:b, None] - lo) * ns + np.arange(ns)[None, :]
-            out = np.bincount(bins.ravel(), weights=val.ravel(), minlength=out.size)
-        return out.reshape(hi - lo, ns)
-
-    def gain(self, cur: np.ndarray, n: int, c: int) -> float:
-        """Marginal gain of one pair ``(n, c)``, seconds.
-
-        Bit-identical to the same entry of :meth:`gains_range` (same operations,
-        same summation order).
-        """
-        if self.kmax > 1:
-            return float(self.gains_range(cur, c, c + 1, [n])[0, 0])
-        a, b = self.col_ptr[c], self.col_ptr[c + 1]
-        if b == a:
-            return 0.0
-        m = self.e_user[a:b]
-        ck = cur[m, c]
-        # K = 1 closed form: sum_m w_m p (tau - min(tau, t_mn)); as in gains_range with om = 0
-        val = self.e_w[a:b] * (np.maximum(ck, 0.0) - np.maximum(0.0, np.minimum(ck, self.T[m, n])))
-        return float(np.bincount(np.zeros(b - a, np.int64), weights=val, minlength=1)[0])
-
-    def apply(self, cur: np.ndarray, n: int, c: int) -> None:
-        """Cache column ``c`` on server ``n`` (in place): every user of the model may now use it."""
-        u = self.col_model[c]
-        users = np.flatnonzero(self.problem.user_model == u)
-        cur[users, c] = np.minimum(cur[users, c], self.T[users, n])
-
-    def layer_range(self, c: int) -> tuple[int, int]:
-        """Columns of the layer (model, layer) of column ``c``: ``lo, hi``."""
-        u = self.col_model[c]
-        E = self.problem.models[u].num_experts
-        lo = int(self.offset[u] + self.col_layer[c] * E)
-        return lo, lo + E
-
-    def fits(self, used: np.ndarray) -> np.ndarray:
-        """Bool ``(C, N)``: column fits into the free storage of server."""
-        return self.col_bytes[:, None] + used[None, :] <= self.cap[None, :] * (1 + 1e-12)
-
-    def to_placement(self, x: np.ndarray, method: str) -> Placement:
-        """``x`` bool ``(C, N)`` -> :class:`Placement` (device caches from the problem)."""
-        server = []
-        for u, mod in enumerate(self.problem.models):
-            o = self.offset[u]
-            xs = x[o:o + mod.num_layers * mod.num_experts].T.reshape(self.N, mod.num_layers, mod.num_experts)
-            server.append(xs.copy())
-        return Placement(server, [y.copy() for y in self.problem.device_cache], method=method)
-
-    def pair_name(self, n: int, c: int) -> tuple[int, int, int, int]:
-        """``(n, u, l, e)`` of pair ``(n, c)``."""
-        return (int(n), int(self.col_model[c]), int(self.col_layer[c]), int(self.col_expert[c]))
-
-
-def _pair_names(pm: PairModel, picks) -> list[tuple[int, int, int, int]]:
-    """:meth:`PairModel.pair_name` of every pick, vectorised."""
-    if not picks:
-        return []
-    n, c = np.array(picks, dtype=np.int64).T
-    return list(zip(n.tolist(), pm.col_model[c].tolist(), pm.col_layer[c].tolist(), pm.col_expert[c].tolist()))
+__all__ = ["greedy", "blind_greedy", "run_greedy"]
 
 
 # -- the greedy ------------------------------------------------------------------
@@ -358,20 +132,9 @@ def _select(pm: PairModel, run: _Run, gains: np.ndarray):
     return n, c, float(gains[c, n]), float(dens[c, n]), ok
 
 
-def _entry_lists(pm: PairModel) -> dict:
-    """Plain Python copies of the entry arrays, built once per :class:`PairModel` (for fast scalar loops)."""
-    d = pm.__dict__.get("_lists")
-    if d is None:
-        d = dict(e_user=pm.e_user.tolist(), e_w=pm.e_w.tolist(), col_ptr=pm.col_ptr.tolist(),
-                 T_by_server=pm.T.T.tolist(), col_bytes=pm.col_bytes.tolist(),
-                 cap_eff=(pm.cap * (1 + 1e-12)).tolist())
-        pm._lists = d
-    return d
-
-
-def _initial_gains(pm: PairModel, run: _Run) -> np.ndarray:
-    """All gains ``(C, N)`` at the start of ``run``; those of the empty start are computed once per :class:`PairModel`."""
-    empty = not run.picks and not run.x.any() and np.array_equal(run.cur, pm.cur0)
+def _initial_gains(pm: PairModel, run: _Run | None) -> np.ndarray:
+    """All gains ``(C, N)`` at the start of ``run`` (``None``: the empty start, computed once per :class:`~slimlib.solvers.pairs.PairModel`)."""
+    empty = run is None or (not run.picks and not run.x.any() and np.array_equal(run.cur, pm.cur0))
     if not empty:
         return pm.gains_range(run.cur, 0, pm.C)
     g0 = pm.__dict__.get("_g0")
@@ -411,7 +174,7 @@ def _finish(pm: PairModel, run: _Run, keys: list, used: list) -> _Run:
 
 
 def _apply_all(pm: PairModel, cur: np.ndarray, pn: np.ndarray, pc: np.ndarray) -> None:
-    """:meth:`PairModel.apply` of every pair ``(pn[i], pc[i])`` at once (in place; the order does not matter)."""
+    """:meth:`~slimlib.solvers.pairs.PairModel.apply` of every pair ``(pn[i], pc[i])`` at once (in place; the order does not matter)."""
     pu = pm.col_model[pc]
     um = pm.problem.user_model
     for u in np.unique(pu).tolist():
@@ -434,86 +197,97 @@ def _pop_best(tops, heaps, N):
 
 
 
-def _celf_submodular(pm: PairModel, run: _Run) -> _Run:
-    """CELF for a submodular pair model (every group has one expert): same picks, less work.
+def _celf_columns(pm: PairModel, run: _Run) -> _Run:
+    """CELF for a submodular pair model (``K = 1`` or the blind surrogate): the naive greedy's picks, less work.
 
     Chapter *Greedy for K = 1*, Algorithm 1, step 2.  The lazy greedy of the
-    generic loop in :func:`run_greedy`, with refinements that do not change a
-    single pick:
+    generic loop in :func:`run_greedy`, organised by column: with ``K = 1``
+    adding ``(n, c)`` changes the latencies of column ``c`` only, so every
+    other column's gains stay exact.
 
-    * freshness per column: with ``K = 1`` adding ``(n, c)`` lowers ``tau`` of
-      column ``c`` only, so a key stays *equal* to the current saving until a
-      pair of its own column is added (a stamp per column instead of per step;
-      a stale key is recomputed when it reaches the top, as in CELF);
-    * one heap per server: a server with no room for its smallest remaining
-      column drops out with its whole heap, and a validated heap top stays
-      valid until its server or its column changes;
-    * the best pair is the smallest ``(-density, c N + n)`` among the heap
-      tops: the tie-breaking of the naive greedy.
+    * The start gains are one matrix product
+      (:meth:`~slimlib.solvers.pairs.PairModel.column_gains` of the empty
+      cache, computed once).
+    * The heap holds one key per column: its best free pair that fits,
+      ``(-density, c N + n)`` (the naive greedy's order and tie-breaking).
+    * After ``(n, c)`` is added, the old gains of column ``c`` become upper
+      bounds (submodularity), capped by
+      :meth:`~slimlib.solvers.pairs.PairModel.column_bound` (each user's
+      fastest server).  When a bound reaches the top, the exact gains of the
+      column's pairs that fit and whose bound is at least the runner-up key
+      are computed at once (vectorised over those servers).
 
-    A saving is summed in plain Python over the column's entries in the order
-    of :meth:`PairModel.gains_range`, skipping the entries that add exactly
-    zero (``tau <= t``), so the values are bit-identical.  The state (``x``,
-    ``cur``, ``used``, ``picks``) is written back into ``run`` at the end.
+    A key is exact or a bound of the pair's current gain, so the first exact
+    key on top is the pair the naive greedy picks; gains are the numbers of
+    :meth:`~slimlib.solvers.pairs.PairModel.gains_range`, bit for bit.  The
+    latencies are kept column-major during the run and written back into
+    ``run.cur`` at the end.
     """
-    from heapq import heappop, heapreplace
-    L = _entry_lists(pm)
-    N = pm.N
-    eu, ew, cp, TT, cb, capeff = (L["e_user"], L["e_w"], L["col_ptr"], L["T_by_server"], L["col_bytes"],
-                                  L["cap_eff"])
+    from heapq import heapify, heappop, heappush, heapreplace
+    N, C = pm.N, pm.C
     gains = _initial_gains(pm, run)
     run.evaluations += gains.size
-    heaps, smallest = _server_heaps(pm, gains, pm.fits(run.used) & ~run.x & (gains > 0))
-    ecur = run.cur[pm.e_user, pm.e_col].tolist()          # current latency of every entry
-    used = run.used.tolist()
-    ver = [0] * pm.C
-    tops = [None] * N                                      # validated top of each heap (None: empty)
-    need = range(N)
-    keys = []
+    val = gains.copy()                                     # exact gain, or an upper bound where ~exact
+    exact = np.ones((C, N), bool)
+    cb = pm.col_bytes
+    capeff = pm.cap * (1 + 1e-12)
+    used, x = run.used, run.x
+    tau = np.ascontiguousarray(run.cur.T)                  # (C + 1, M): a column's latencies, contiguous
+    TT = pm._k1()["TT"]
+    ver = [0] * C
+
+    def top_of(c):
+        ok = ~x[c] & (val[c] > 0) & (cb[c] + used <= capeff)
+        if not ok.any():
+            return None
+        d = np.where(ok, val[c] / cb[c], -np.inf)
+        n = int(np.argmax(d))
+        return (-float(d[n]), c * N + n, bool(exact[c, n]), ver[c])
+
+    ok = pm.fits(used) & ~x & (gains > 0)
+    dens = np.where(ok, gains / cb[:, None], -np.inf)
+    best = np.argmax(dens, axis=1)
+    bd = dens[np.arange(C), best]
+    heap = [(-float(bd[c]), c * N + int(best[c]), True, 0) for c in np.flatnonzero(np.isfinite(bd)).tolist()]
+    heapify(heap)
     evaluations = 0
-    while True:
-        for n in need:                                     # validate the tops that may have changed
-            h = heaps[n]
-            un, capn, Tn = used[n], capeff[n], TT[n]
-            if h and smallest[n] + un > capn:              # nothing in it fits any more: drop it whole
-                h.clear()
-            top = None
-            while h:
-                top = h[0]
-                c = top[1] // N
-                if cb[c] + un > capn:
-                    heappop(h)                             # will never fit again: storage only fills up
-                elif top[2] != ver[c]:                     # its column changed since: recompute the saving
-                    acc = 0.0
-                    for i in range(cp[c], cp[c + 1]):
-                        d = ecur[i] - Tn[eu[i]]            # > 0 exactly when the entry saves something
-                        if d > 0.0:
-                            acc += ew[i] * d
-                    evaluations += 1
-                    if acc > 0:
-                        heapreplace(h, (-(acc / cb[c]), top[1], ver[c]))
-                    else:
-                        heappop(h)                         # submodular: a zero gain stays zero
-                else:
-                    break
-                top = None
-            tops[n] = top
-        best = _pop_best(tops, heaps, N)
-        if best is None:
-            break
-        c, bn = best
-        k = c * N + bn
-        used[bn] += cb[c]
-        ver[c] += 1
-        Tn = TT[bn]
-        for i in range(cp[c], cp[c + 1]):
-            t = Tn[eu[i]]
-            if t < ecur[i]:
-                ecur[i] = t
-        keys.append(k)
-        need = [n for n in range(N) if n == bn or (tops[n] is not None and tops[n][1] // N == c)]
+    touched = []
+    while heap:
+        negd, k, ex, v = heap[0]
+        c, n = divmod(k, N)
+        if v != ver[c]:
+            heappop(heap)                                  # superseded by a newer key of its column
+            continue
+        if ex and not x[c, n] and cb[c] + used[n] <= capeff[n]:
+            heappop(heap)                                  # exact, free, fits: the naive greedy's pick
+            x[c, n] = True
+            used[n] += cb[c]
+            np.minimum(tau[c], TT[n], out=tau[c])          # other models' users hold 0 there: unchanged
+            run.picks.append((n, c))
+            touched.append(c)
+            ver[c] += 1
+            np.minimum(val[c], pm.column_bound(tau[c], c), out=val[c])
+            exact[c] = False
+        elif not ex and cb[c] + used[n] <= capeff[n]:
+            # exact gains for the pairs of c whose bound could still beat the runner-up key
+            thr = -min(heap[1][0] if len(heap) > 1 else np.inf, heap[2][0] if len(heap) > 2 else np.inf)
+            ask = np.flatnonzero(~exact[c] & ~x[c] & (cb[c] + used <= capeff))
+            val[c, ask] = pm.column_gains(tau[c], c, ask)
+            exact[c, ask] = True
+            evaluations += len(ask)
+        t = top_of(c)
+        if t is None:
+            if heap and heap[0][1] == k and heap[0][3] == ver[c]:
+                heappop(heap)
+        elif heap and heap[0][1] == k and heap[0][3] == v:
+            heapreplace(heap, t)
+        else:
+            heappush(heap, t)
     run.evaluations += evaluations
-    return _finish(pm, run, keys, used)
+    if touched:
+        cols = np.unique(touched)
+        run.cur[:, cols] = tau[cols].T
+    return run
 
 
 def _incremental_heap(pm: PairModel, run: _Run) -> _Run:
@@ -522,7 +296,7 @@ def _incremental_heap(pm: PairModel, run: _Run) -> _Run:
     Chapter *Greedy for K = 1*, section "Why not for K >= 2".  Adding ``(n, c)``
     lowers ``tau`` of column ``c``, which changes (up or down) the savings of
     ``c`` and of the columns sharing a group with ``c`` only; those are
-    recomputed at once with :meth:`PairModel.gains_range` (bit-identical to a
+    recomputed at once with :meth:`~slimlib.solvers.pairs.PairModel.gains_range` (bit-identical to a
     full recomputation), and each pair whose saving changed gets a new stamp
     and, if it still helps and fits, a new key.  Every key with its pair's
     current stamp is that pair's current saving, so the best valid heap top,
@@ -597,7 +371,7 @@ def _neighbour_ranges(pm: PairModel) -> tuple[list, list]:
     """For every column ``c``, the range ``lo..hi-1`` of columns whose savings change when ``tau`` of ``c`` changes.
 
     ``c`` itself and every column sharing a group with it (same model and
-    layer); built once per :class:`PairModel`.
+    layer); built once per :class:`~slimlib.solvers.pairs.PairModel`.
     """
     r = pm.__dict__.get("_nb")
     if r is None:
@@ -612,7 +386,7 @@ def _neighbour_ranges(pm: PairModel) -> tuple[list, list]:
     return r
 
 
-def run_greedy(pm: PairModel, run: _Run, mode: str, record: bool = False) -> _Run:
+def run_greedy(pm: PairModel, run: _Run | None, mode: str, record: bool = False) -> _Run:
     """Complete ``run`` by the density greedy (in place) and return it.
 
     Chapter *Greedy for K = 1*, Algorithm 1, step 2 (lazy or naive).
@@ -620,16 +394,19 @@ def run_greedy(pm: PairModel, run: _Run, mode: str, record: bool = False) -> _Ru
     Parameters
     ----------
     pm : PairModel
-    run : _Run
-        Start state (a seed set, or empty).
+    run : _Run or None
+        Start state (a seed set, or empty); ``None`` starts from no edge caching.
     mode : {"celf", "naive", "incremental"}
         Lazy evaluation, full recomputation at every step, or exact refresh of
         the changed layer only.
     record : bool
-        Keep, for every step, the full gain matrix and the choice (naive mode only).
+        Keep, for every step, the full gain matrix and the choice (naive mode
+        only), in ``run.trace`` (used by :func:`slimlib.studies.greedy_trace`).
     """
+    if run is None:
+        run = _Run(pm)
     if mode == "celf" and pm.submodular and not record:
-        return _celf_submodular(pm, run)
+        return _celf_columns(pm, run)
     if mode == "incremental" and not record:
         return _incremental_heap(pm, run)
     if mode == "celf":
@@ -768,7 +545,7 @@ def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, 
         completions = _complete_groups(pm, best, mode)
         best_val = pm.value(best.cur)
         variant = "density greedy + group completion" if completions else variant
-    g0 = _initial_gains(pm, _Run(pm))                   # the empty start's gains, computed once
+    g0 = _initial_gains(pm, None)                       # the empty start's gains, computed once
     fits0 = pm.fits(np.zeros(pm.N))
     if single or d >= 1:
         cand = np.where(fits0, g0, -np.inf)
@@ -809,7 +586,7 @@ def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, 
                     variant = f"seed of {size}" + (" + greedy" if size == d else "")
     out = pm.to_placement(best.x, method)
     out.info.update(value_s=best_val, variant=variant, enumeration=d, lazy=mode, gain_evaluations=int(evaluations),
-                    seed_sets=seeds_tried, picks=_pair_names(pm, best.picks), group_completions=completions)
+                    seed_sets=seeds_tried, picks=pm.pair_names(best.picks), group_completions=completions)
     if blind:
         out.info["surrogate_value_s"] = best_val
         true = PairModel(problem)
@@ -869,128 +646,3 @@ def blind_greedy(problem: Problem, *, enumeration: int = 0, single: bool = True,
     """
     return _solve(problem, blind=True, method="blind-greedy", enumeration=enumeration, single=single, lazy=lazy,
                   max_seeds=max_seeds)
-
-
-def greedy_trace(problem: Problem, *, blind: bool = False) -> tuple[PairModel, list[dict]]:
-    """Every step of the plain density greedy, for the worked example.
-
-    Chapter *Greedy for K = 1*, section "A worked example".
-
-    Returns
-    -------
-    pm : PairModel
-    steps : list of dict
-        Step ``s`` (0-based, before the ``s``-th addition): ``gains`` ``(C, N)``
-        marginal savings (s), ``fits`` ``(C, N)`` bool, ``pick`` ``(n, c)`` or
-        ``None`` when the greedy stops, ``gain``, ``density`` (s per byte),
-        ``x`` ``(C, N)`` pairs cached so far, ``value`` (reduction so far, s).
-    """
-    pm = PairModel(problem, blind=blind)
-    run = run_greedy(pm, _Run(pm), "naive", record=True)
-    for st in run.trace:
-        st["value"] = pm.value(st["cur"])
-    return pm, run.trace
-
-
-# -- book helpers (chapter *Greedy for K = 1*) -----------------------------------------
-def k2_counterexample(q: float = 0.2, *, capacity: int = 2) -> Problem:
-    """The smallest instance on which the natural greedy fails for ``K = 2``.
-
-    Chapter *Greedy for K = 1*, section "Why not for K >= 2".  One user, one
-    server with room for ``capacity`` experts, one layer of ``E = 4`` experts,
-    Top-2 groups ``{0, 1}`` with probability ``q`` and ``{2, 3}`` with
-    probability ``1 - q``; the device holds expert 0.  Caching 1 alone saves
-    ``q (t_cloud - t_edge)``; caching 2 or 3 alone saves nothing (its partner
-    still comes from the cloud), but caching both saves ``(1 - q)(t_cloud - t_edge)``.
-
-    Parameters
-    ----------
-    q : float in (0, 1)
-        Probability of the group ``{0, 1}``.
-    capacity : int
-        Server storage in experts.
-    """
-    from ..model import MoEModel
-    from ..network import Network
-    from ..stats import ActivationStats
-    q = V.number("q", q, minimum=1e-9, maximum=1 - 1e-9)
-    capacity = V.number("capacity", capacity, integer=True, nonneg=True)
-    mod = MoEModel("toy-top2", 1, 4, 2, hidden_size=1000, params_per_expert=10**6, bytes_per_param=1, act_bytes=1)
-    stats = ActivationStats(4, 2, [[[0, 1], [2, 3]]], probs=[[q, 1 - q]], model="toy-top2",
-                            provenance={"source": "synthetic", "generator": "k2_counterexample"})
-    net = Network(server_capacity_bytes=[capacity * mod.expert_bytes], server_flops=[20e12],
-                  user_capacity_bytes=[mod.expert_bytes], user_flops=[1e12], rate_up=[[20e6]], rate_down=[[40e6]],
-                  backhaul_rate_bps=1e9, backhaul_delay_s=5e-3, cloud_flops=100e12)
-    y = np.zeros((1, 4), bool)
-    y[0, 0] = True
-    return Problem(mod, net, stats, device_cache=[y], name=f"k2-counterexample-q{q:g}")
-
-
-def study_problem(seed: int, *, top_k: int = 1, mixed: bool = False, single_server: bool = False) -> Problem:
-    """One random instance of the ratio study of chapter *Greedy for K = 1*.
-
-    Small enough for the exact MILP in tens of milliseconds: 1–3 users, 2–3
-    servers (1 with ``single_server``), 1–2 layers of 3–4 experts; equal expert
-    sizes and 1–4 slots per server, or (``mixed``) two models with experts of 1
-    and 2 units and 1–6 units per server.
-    """
-    from ..instances import random_mixed_problem, random_problem
-    rng = np.random.default_rng([int(seed), int(top_k), int(mixed), int(single_server)])
-    kw = dict(num_users=int(rng.integers(1, 4)), num_servers=1 if single_server else int(rng.integers(2, 4)),
-              num_layers=int(rng.integers(1, 3)), num_experts=int(rng.integers(max(3, top_k), 5)), top_k=top_k,
-              weights=True)
-    if mixed:
-        kw["num_users"] = max(kw["num_users"], 2)
-        return random_mixed_problem(rng, sizes=(1, 2), server_units=(1, 6), **kw)
-    return random_problem(rng, server_slots=(1, 4), **kw)
-
-
-def ratio_study(num_problems: int = 100, *, variants=None, top_k: int = 1, mixed: bool = False,
-                single_server: bool = False, seed: int = 0, progress: bool = False) -> dict:
-    """Latency reduction of greedy variants as a fraction of the exact optimum.
-
-    Chapter *Greedy for K = 1*, section "Measured ratios".  Every instance
-    comes from :func:`study_problem`; the optimum is the MILP (``"exact"``);
-    instances where the optimum saves nothing are skipped.
-
-    Parameters
-    ----------
-    num_problems : int
-    variants : dict of str to (method, options), optional
-        Default: plain density greedy, the default greedy (better of density
-        greedy and best single pair) and ``enumeration=1``.
-    top_k : int
-    mixed, single_server : bool
-        Instance family (see :func:`study_problem`).
-    seed : int
-        First instance seed (instances ``seed .. seed + num_problems - 1``).
-    progress : bool
-        Show a tqdm bar.
-
-    Returns
-    -------
-    dict
-        ``ratios``: variant -> ndarray ``R(variant) / R(opt)``; ``optimum_s``:
-        ndarray of ``R(opt)`` (s); ``seeds``: the instance seeds used.
-    """
-    from tqdm.auto import tqdm
-
-    from ..latency import latency_reduction
-    from . import solve
-    if variants is None:
-        variants = {"plain density greedy": ("greedy", dict(single=False)),
-                    "greedy (default)": ("greedy", {}),
-                    "greedy, enumeration=1": ("greedy", dict(enumeration=1))}
-    out = {k: [] for k in variants}
-    opt, seeds = [], []
-    for s in tqdm(range(seed, seed + int(num_problems)), disable=not progress, desc="ratio study"):
-        p = study_problem(s, top_k=top_k, mixed=mixed, single_server=single_server)
-        r_opt = latency_reduction(p, solve(p, "exact"))
-        if not r_opt > 0:
-            continue
-        opt.append(r_opt)
-        seeds.append(s)
-        for k, (meth, opts) in variants.items():
-            out[k].append(latency_reduction(p, solve(p, meth, **opts)) / r_opt)
-    return dict(ratios={k: np.array(v) for k, v in out.items()}, optimum_s=np.array(opt), seeds=seeds,
-                top_k=top_k, mixed=mixed, single_server=single_server)

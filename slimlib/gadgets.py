@@ -1,8 +1,8 @@
 """Instances that make the guarantees of the algorithm chapters tight, or break them.
 
-Chapters *Greedy for K = 1* ({prf:ref}`prop-greedy-tight`,
-{prf:ref}`prop-greedy-sizes`) and *Successive decomposition*
-({prf:ref}`prop-decomposition-zero`, {prf:ref}`prop-no-split`).  Every
+Chapters *Greedy for K = 1* (:prf:ref:`prop-greedy-tight`,
+:prf:ref:`prop-greedy-sizes`) and *Successive decomposition*
+(:prf:ref:`prop-decomposition-zero`, :prf:ref:`prop-no-split`).  Every
 instance is a :class:`~slimlib.Problem` scored by the book's one evaluator;
 the tests assert the ratios the propositions state.
 
@@ -69,7 +69,7 @@ def _network(reach: np.ndarray, capacity_bytes, server_flops, weights, user_capa
 
 
 def tight_greedy_instance(G: int = 4, *, eta_s: float = 5e-5, eps: float = 0.01) -> Problem:
-    """Greedy gets about 1/2 of the optimum with equal sizes and ``K = 1`` ({prf:ref}`prop-greedy-tight`).
+    """Greedy gets about 1/2 of the optimum with equal sizes and ``K = 1`` (:prf:ref:`prop-greedy-tight`).
 
     ``2G`` servers with one slot each; for every ``g < G`` a user ``A_g``
     (weight 1) asks for expert ``x_g = 2g`` and reaches server ``2g`` in
@@ -111,7 +111,7 @@ def tight_greedy_instance(G: int = 4, *, eta_s: float = 5e-5, eps: float = 0.01)
 
 
 def two_size_instance(N: int = 6, q: int = 8, *, eta: float = 0.01) -> Problem:
-    """Algorithm 1 has no constant factor with two expert sizes ({prf:ref}`prop-greedy-sizes`).
+    """Algorithm 1 has no constant factor with two expert sizes (:prf:ref:`prop-greedy-sizes`).
 
     ``N`` servers of ``q`` units (1 MB each); a small model (experts of 1 unit)
     and a big one (``q`` units), one layer of one expert each.  Users ``a_n``
@@ -146,7 +146,7 @@ def two_size_instance(N: int = 6, q: int = 8, *, eta: float = 0.01) -> Problem:
 
 
 def decomposition_zero_instance(w1: float = 0.1) -> Problem:
-    """The decomposition gets ``w₁`` of the optimum for ``K = 2`` ({prf:ref}`prop-decomposition-zero`).
+    """The decomposition gets ``w₁`` of the optimum for ``K = 2`` (:prf:ref:`prop-decomposition-zero`).
 
     One layer of ``E = 5`` experts, Top-2; two one-slot servers with equal
     latencies (3 ms); user 1 (weight ``w₁``, its device holds expert 4, served
@@ -195,7 +195,7 @@ def _request_gain(req, n: int, cached: np.ndarray) -> float:
 
 
 def no_split_value(problem: Problem, placement) -> float:
-    """``R′(S) = Σ_r max_n R_r(S ∩ 𝒱_n)``, seconds ({prf:ref}`prop-no-split`).
+    """``R′(S) = Σ_r max_n R_r(S ∩ 𝒱_n)``, seconds (:prf:ref:`prop-no-split`).
 
     Each request ``r = (user, layer, group)`` takes its edge gain from one
     server only.  ``R′ <= R``, with equality when ``K = 1`` or ``N = 1``.
@@ -305,7 +305,7 @@ def ratio_markdown(table: dict) -> str:
 
 
 def densest_subgraph_instance(edges, num_vertices: int, capacity: int) -> Problem:
-    """Weighted densest-``c``-subgraph as (P1) with ``K = 2`` ({prf:ref}`prop-hardness`).
+    """Weighted densest-``c``-subgraph as (P1) with ``K = 2`` (:prf:ref:`prop-hardness`).
 
     One server with room for ``capacity`` experts, one user without device
     storage, one layer of ``num_vertices`` experts; every edge ``{i, j}`` is a
@@ -332,7 +332,7 @@ def densest_subgraph_instance(edges, num_vertices: int, capacity: int) -> Proble
 
 
 def no_split_study(num_problems: int = 40, *, seed: int = 0) -> dict:
-    """Check {prf:ref}`prop-no-split` on random ``K = 2`` problems (2 servers, 1 layer of 4 experts).
+    """Check :prf:ref:`prop-no-split` on random ``K = 2`` problems (2 servers, 1 layer of 4 experts).
 
     Returns
     -------

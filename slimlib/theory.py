@@ -8,7 +8,7 @@ servers is a subset ``S`` of the ground set
 with the device caches held fixed (the problem's default device policy).  The
 set function studied in the chapter is the latency reduction
 
-    R(S) = sum_m w_m (T_m(empty) - T_m(S))                       ({eq}`eq-reduction`)
+    R(S) = sum_m w_m (T_m(empty) - T_m(S))                       (:eq:`eq-reduction`)
 
 computed by the book's one evaluator, :func:`slimlib.latency_reduction`.  Note
 that ``R`` is a *weighted sum* over users, not an average: the objective of
@@ -34,8 +34,8 @@ Public functions
 * :func:`marginal_gain_path` — the gains of one element along a growing cache.
 
 The chapter's studies of this function — surveys over random problems, the
-counterexamples of {prf:ref}`prop-k2`, the widget's instance and the routing
-cases of {numref}`fig-routing-cases` — are in :mod:`slimlib.theory_study`.
+counterexamples of :prf:ref:`prop-k2`, the widget's instance and the routing
+cases of :numref:`fig-routing-cases` — are in :mod:`slimlib.theory_study`.
 """
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def placement_from_set(problem: Problem, S) -> Placement:
 def reduction(problem: Problem, S) -> float:
     """``R(S)``: latency reduction of caching the pairs ``S``, seconds (weighted sum over users).
 
-    Chapter *Problem and structure*, {eq}`eq-reduction`: exactly
+    Chapter *Problem and structure*, :eq:`eq-reduction`: exactly
     ``slimlib.latency_reduction(problem, placement_from_set(problem, S))`` with
     the server capacities lifted (see :func:`uncapacitated`).  A weighted *sum*,
     not an average: ``R(S) = (sum_m w_m) * (average_latency(empty) - average_latency(S))``.
@@ -434,9 +434,9 @@ check_property.__doc__ = ("Check one of ``PROPERTIES`` (``prop``: ``\"monotone\"
 check_monotone.__doc__ = ("Check ``R(S + e) >= R(S)`` (Definition *monotone*, chapter *Problem and structure*)."
                           + _CHECK_DOC)
 check_submodular.__doc__ = ("Check ``R(A + e) - R(A) >= R(B + e) - R(B)`` for nested ``A ⊆ B``, ``e ∉ B`` "
-                            "({prf:ref}`def-set-functions`; {prf:ref}`prop-k1` says it holds for K = 1)." + _CHECK_DOC)
+                            "(:prf:ref:`def-set-functions`; :prf:ref:`prop-k1` says it holds for K = 1)." + _CHECK_DOC)
 check_supermodular.__doc__ = ("Check ``R(A + e) - R(A) <= R(B + e) - R(B)`` for nested ``A ⊆ B``, ``e ∉ B`` "
-                              "({prf:ref}`def-set-functions`; {prf:ref}`prop-k2` says it fails with two servers)."
+                              "(:prf:ref:`def-set-functions`; :prf:ref:`prop-k2` says it fails with two servers)."
                               + _CHECK_DOC)
 
 

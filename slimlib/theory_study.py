@@ -1,18 +1,18 @@
 """Studies of the latency reduction's structure: surveys, counterexamples, the chapter's examples.
 
 Chapter *Problem and structure* (``ch-structure``).  :mod:`slimlib.theory`
-defines the set function ``R`` ({eq}`eq-reduction`) and the checks of its
+defines the set function ``R`` (:eq:`eq-reduction`) and the checks of its
 defining inequalities; this module runs them on the chapter's instances:
 
 * :func:`survey` — the checks on many random problems (the chapter's tables:
-  {prf:ref}`prop-k1` and {prf:ref}`prop-k2` measured), with
+  :prf:ref:`prop-k1` and :prf:ref:`prop-k2` measured), with
   :func:`random_problem_for_survey` to look at one of them again;
 * :func:`counterexample_not_submodular`, :func:`counterexample_not_supermodular`
-  — the explicit instances of {prf:ref}`prop-k2`;
+  — the explicit instances of :prf:ref:`prop-k2`;
 * :func:`gain_path_example` — the widget's instance (gains of one element
   along a growing cache, :func:`slimlib.theory.marginal_gain_path`);
 * :func:`routing_cases` — the five Top-2 routing cases of
-  {numref}`fig-routing-cases`, scored by the evaluator's own per-group function.
+  :numref:`fig-routing-cases`, scored by the evaluator's own per-group function.
 
 Every latency is the book's one evaluator's (:func:`slimlib.average_latency`
 and the functions it uses), in seconds.
@@ -148,7 +148,7 @@ def survey(top_k: int, num_problems: int = 300, *, seed: int = 0, properties: Se
            exhaustive_max: int = 8, samples: int = 100, tol: float = 1e-12, progress: bool = False) -> Survey:
     """Run the checks on ``num_problems`` random problems of Top-``top_k`` routing.
 
-    Chapter *Problem and structure*, numerical checks of {prf:ref}`prop-k1` and {prf:ref}`prop-k2`.
+    Chapter *Problem and structure*, numerical checks of :prf:ref:`prop-k1` and :prf:ref:`prop-k2`.
     Problem ``i`` is ``slimlib.instances.random_problem(seed_i, ...)`` with a
     shape drawn from ``seed``: ``1..max_servers`` servers, ``1..max_users``
     users (random weights half of the time), ``1..max_layers`` layers and
@@ -218,7 +218,7 @@ def _toy_network(rates_bps: Sequence[float]) -> Network:
 
 
 def counterexample_not_submodular() -> Problem:
-    """The smallest instance on which ``R`` is not submodular ({prf:ref}`prop-k2` (a)).
+    """The smallest instance on which ``R`` is not submodular (:prf:ref:`prop-k2` (a)).
 
     One user (no device storage), one server, one MoE layer with ``E = K = 2``;
     every token activates the group ``{0, 1}`` (probability 1).  Numbers: the
@@ -239,7 +239,7 @@ def counterexample_not_submodular() -> Problem:
 
 
 def counterexample_not_supermodular() -> Problem:
-    """An instance with two servers on which ``R`` is not supermodular ({prf:ref}`prop-k2` (b)).
+    """An instance with two servers on which ``R`` is not supermodular (:prf:ref:`prop-k2` (b)).
 
     As :func:`counterexample_not_submodular`, with a second server whose radio
     link runs at 4 Mbit/s (edge call ``2 + 1 + 2 = 5`` ms against 3 ms on
@@ -287,7 +287,7 @@ def gain_path_example(top_k: int, num_experts: int, seed: int, *, num_servers: i
 # -----------------------------------------------------------------------------
 @dataclass
 class RoutingCase:
-    """One routing case of {numref}`fig-routing-cases`, scored by the evaluator.
+    """One routing case of :numref:`fig-routing-cases`, scored by the evaluator.
 
     Attributes
     ----------
@@ -317,7 +317,7 @@ class RoutingCase:
 
 def routing_cases(model: MoEModel | str = "moe-llava-phi2-2.7b-4e", params=None,
                   distance_m: Sequence[float] = (100.0, 250.0)) -> list[RoutingCase]:
-    """The five hidden-state routing cases of a Top-2 group ``{i, j}`` ({numref}`fig-routing-cases`).
+    """The five hidden-state routing cases of a Top-2 group ``{i, j}`` (:numref:`fig-routing-cases`).
 
     The example: one user running one MoE layer of ``model`` (default
     MoE-LLaVA-Phi2, fp16), two edge servers at ``distance_m`` metres, Table 1

@@ -186,3 +186,13 @@ def test_docstrings_cite_the_book_not_internal_documents():
             if re.search(r"\bSPEC\b|of the book\)|\beq\. \(\d+\)", line):
                 bad.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not bad, "\n".join(bad)
+
+
+def test_docstrings_use_rest_roles_not_myst():
+    """Docstrings are reStructuredText (autodoc): a MyST role such as {prf:ref}`x` would show raw on the API page."""
+    bad = []
+    for path in sorted((ROOT / "slimlib").rglob("*.py")):
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"(?<!`)\{[a-z]+(?::[a-z]+)?\}`", line):          # ``{glue}`` (literal) is fine
+                bad.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not bad, "\n".join(bad)

@@ -193,7 +193,7 @@ def draw_k2_counterexample(qs, ratios, *, reference=None,
         Method name -> ``R(method) / R(optimum)`` at each ``π``.
     reference : array_like, shape (Q,), optional
         The proven value of Algorithm 1 as stated, ``π / (1 − π)``
-        ({prf:ref}`prop-greedy-k2`), drawn dotted.
+        (:prf:ref:`prop-greedy-k2`), drawn dotted.
     source : str
 
     Returns

@@ -1,7 +1,7 @@
 """LP relaxation and pipage rounding: ``solve(problem, method="pipage")``.
 
 Chapter *Greedy for K = 1*, section "An algorithm that earns 1 − 1/e"
-({prf:ref}`prop-pipage`).  For Top-1 routing with one expert size ``s`` the
+(:prf:ref:`prop-pipage`).  For Top-1 routing with one expert size ``s`` the
 constraint of (P1') is a partition matroid: server ``n`` holds at most
 ``k_n = floor(Q_n / s)`` columns ``c = (u, l, e)``.  The method
 
@@ -46,7 +46,7 @@ MAX_TERMS = 5_000_000
 def applicable(problem: Problem) -> str | None:
     """Why pipage does not apply to ``problem`` (one sentence naming the method to use), or ``None``.
 
-    Chapter *Greedy for K = 1*, {prf:ref}`prop-pipage`: every model must route
+    Chapter *Greedy for K = 1*, :prf:ref:`prop-pipage`: every model must route
     Top-1 and all experts must have one size.
     """
     bad_k = [m.name for m in problem.models if m.top_k != 1]
@@ -63,7 +63,7 @@ def applicable(problem: Problem) -> str | None:
 class PipageModel:
     """The requests of a Top-1 problem with one expert size, and ``F``/``L`` on them.
 
-    Chapter *Greedy for K = 1*, {prf:ref}`prop-pipage`.
+    Chapter *Greedy for K = 1*, :prf:ref:`prop-pipage`.
 
     Parameters
     ----------
@@ -230,7 +230,7 @@ class PipageModel:
 def pipage(problem: Problem) -> Placement:
     """LP relaxation plus pipage rounding, ``R >= (1 - 1/e) OPT`` for Top-1 and one expert size.
 
-    Chapter *Greedy for K = 1*, {prf:ref}`prop-pipage`.
+    Chapter *Greedy for K = 1*, :prf:ref:`prop-pipage`.
 
     Parameters
     ----------

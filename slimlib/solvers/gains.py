@@ -63,7 +63,8 @@ class LayerGain:
         ``sets[c]``: experts achieving ``h[c]``.
     how : str
         ``"top-c"`` (K = 1, exact), ``"enumeration"`` (exact), ``"heuristic"``
-        (:func:`grow_heuristic`) or ``"completion"`` (:func:`group_completion`).
+        (:func:`~slimlib.solvers.group_search.grow_heuristic`) or ``"completion"``
+        (:func:`~slimlib.solvers.group_search.group_completion`).
     evaluated : int
         Subsets evaluated to get ``h``.
     """

@@ -180,3 +180,16 @@ def test_fresh_recomputes_cached_points(tmp_path, capsys):
     for extra, expect in (([], "1 computed, 0 from"), ([], "0 computed, 1 from"), (["--fresh"], "1 computed, 0 from")):
         assert main(["figures", "--out", str(tmp_path), *one, *extra]) == 0
         assert f"1 point ({expect} the cache)" in capsys.readouterr().err
+
+
+def test_cpu_time_counts_children_that_ended():
+    """The MILP's HiGHS runs in a forked child: a point's CPU time must include it."""
+    import subprocess
+    import sys
+    import time
+
+    from slimlib.sweep import cpu_time
+    c0, p0 = cpu_time(), time.process_time()
+    subprocess.run([sys.executable, "-c", "s = 0\nfor i in range(4_000_000): s += i"], check=True)
+    own = time.process_time() - p0
+    assert cpu_time() - c0 >= own + 0.05          # the child's loop: ~0.2 s of CPU, not in process_time

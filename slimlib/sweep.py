@@ -153,7 +153,7 @@ def cpu_time() -> float:
 
     The children count: the MILP runs HiGHS in a forked child process (so that
     its time limit holds; :mod:`slimlib.solvers.exact`), whose CPU time
-    :func:`time.process_time` leaves out.  (Windows reports no children's
+    ``time.process_time()`` leaves out.  (Windows reports no children's
     times: there the MILP's CPU is missing.)
     """
     t = os.times()

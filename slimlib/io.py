@@ -125,20 +125,16 @@ def load_stats(name: str) -> ActivationStats:
     try:
         path = find("stats", name, "stats")
     except ValueError:
-        large = _large_cards()
-        if name in large:
-            from .synthetic import large_card_stats
-            return large_card_stats(large[name])
+        from .synthetic import is_large_card, large_card_stats
+        card = name.removesuffix("-synthetic")
+        if card != name and card in names("models"):           # only the named card is read
+            model = load_model_card(card)
+            if is_large_card(model):
+                return large_card_stats(model)
+        generated = [f"{c}-synthetic" for c in names("models") if is_large_card(load_model_card(c))]
         raise V.fail("stats", name, f"unknown statistics file; known: {names('stats')}, "
-                                    f"generated: {sorted(large)}") from None
+                                    f"generated: {generated}") from None
     return _load_as(path, ActivationStats, "stats")
-
-
-def _large_cards() -> dict[str, MoEModel]:
-    """``{"<card>-synthetic": card}`` for the large model cards (their statistics are generated)."""
-    from .synthetic import is_large_card
-    cards = (load_model_card(c) for c in names("models"))
-    return {f"{c.name}-synthetic": c for c in cards if is_large_card(c)}
 
 
 def load_activation_stats(model: str, source: str = "synthetic") -> ActivationStats:

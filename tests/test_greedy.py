@@ -345,6 +345,9 @@ def test_k1_fast_path_works_by_column():
     pm = PairModel(p)
     run = run_greedy(pm, None, "celf")
     assert run.picks and "e_col" not in pm.__dict__
+    # no (M, C) array and no per-group rows: only the changed columns' latencies
+    assert run._cur is None and "cur0" not in pm.__dict__ and "g_user" not in pm.__dict__
+    assert sorted(run.cols) == sorted({c for _, c in run.picks})
     assert run.picks == run_greedy(pm, None, "naive").picks
     cur = run.cur
     touched = (cur != pm.cur0).any(axis=0)
@@ -370,3 +373,56 @@ def test_k2_gains_in_blocks_are_bit_identical(monkeypatch):
     monkeypatch.setattr(pairs, "ENTRY_BLOCK", 7)
     assert np.array_equal(pm.gains_range(cur, 0, pm.C), whole)
     assert np.array_equal(pm.gains_range(cur, 2, pm.C, [1, 2]), whole[2:, 1:])
+
+
+@settings(max_examples=60)
+@given(tiny_problems(top_k=1, max_experts=6, max_users=4, max_servers=4, max_layers=2, server_slots=(1, 4)),
+       st.integers(0, 2 ** 31 - 1))
+def test_single_precision_bounds_cap_the_exact_gains(p, seed):
+    """The float32 screening pass of the K = 1 greedy gives upper bounds within ~1e-5 of the exact gains,
+    also when a latency equals an edge latency exactly (the term that rounds to either side of 0)."""
+    pm = PairModel(p)
+    rng = np.random.default_rng(seed)
+    for c in range(pm.C):
+        tau = pm.column_start(c)
+        for n in rng.permutation(pm.N)[:rng.integers(0, pm.N + 1)].tolist():
+            tau = np.minimum(tau, pm.T[:, n])            # as after caching c on n: ties with T[:, n]
+        sv = np.arange(pm.N)
+        exact = pm.column_gains(tau, c, sv)
+        bound = pm.column_gain_bounds(tau, c, sv)
+        assert np.all(bound >= exact)
+        assert np.all(bound <= exact * (1 + 1e-4) + 1e-4 * pm.T.max() * max(1.0, p.network.user_weight.sum()))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_value_by_columns_equals_evaluator(seed):
+    """K = 1: R from the changed columns only (the greedy's lazy run) equals the evaluator to 1e-12."""
+    from slimlib.solvers.greedy import _Run
+    p = random_problem(seed, num_users=5, num_servers=3, num_layers=3, num_experts=8, top_k=1, server_slots=(2, 6))
+    pm = PairModel(p)
+    rng = np.random.default_rng(seed)
+    run = _Run(pm)
+    for n in range(pm.N):
+        for c in rng.choice(pm.C, size=2, replace=False).tolist():
+            run.add(pm, n, c)
+    assert run._cur is None
+    pl = pm.to_placement(run.x, "test")
+    r = latency_reduction(p, pl)
+    assert r > 0
+    assert run.value() == pytest.approx(r, rel=1e-12)
+    assert pm.value(run.cur) == pytest.approx(r, rel=1e-12)        # the same from the full latencies
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dense_and_sparse_weights_agree(seed, monkeypatch):
+    """K = 1 weights held dense (C, M) or as CSR give the same start gains (1e-12) and the same greedy."""
+    import slimlib.solvers.pairs as pairs
+    p = random_problem(seed, num_users=12, num_servers=3, num_layers=2, num_experts=16, top_k=1, server_slots=(2, 8))
+    out = {}
+    for name, frac in (("dense", 0.0), ("sparse", 2.0)):
+        monkeypatch.setattr(pairs, "DENSE_FRACTION", frac)
+        pm = PairModel(p)
+        assert pm._k1()["dense"] == (name == "dense")
+        out[name] = (pm._k1()["g0"], slimlib.solve(p, "greedy"))
+    np.testing.assert_allclose(out["dense"][0], out["sparse"][0], rtol=1e-12, atol=1e-18)
+    assert R(p, out["dense"][1]) == pytest.approx(R(p, out["sparse"][1]), rel=1e-9)

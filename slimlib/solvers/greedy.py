@@ -105,21 +105,62 @@ __all__ = ["greedy", "blind_greedy", "run_greedy"]
 
 # -- the greedy ------------------------------------------------------------------
 class _Run:
-    """State of one greedy run: chosen pairs, current latencies, used storage."""
+    """State of one greedy run: chosen pairs, current latencies, used storage.
+
+    The latencies ``cur`` (M, C + 1) are built on first use; until then, for
+    ``K = 1`` (submodular pair models), only the columns changed so far are
+    held, in ``cols`` (column -> latencies (M,)), so the ``K = 1`` greedy never
+    builds an (M, C) array.
+    """
 
     def __init__(self, pm: PairModel, x=None, cur=None, used=None):
+        self.pm = pm
         self.x = np.zeros((pm.C, pm.N), bool) if x is None else x.copy()
-        self.cur = pm.cur0.copy() if cur is None else cur.copy()
+        self._cur = None if cur is None else cur.copy()
+        self.cols: dict[int, np.ndarray] = {}
         self.used = np.zeros(pm.N) if used is None else used.copy()
         self.picks: list[tuple[int, int]] = []
         self.evaluations = 0
         self.trace: list[dict] | None = None
 
+    @property
+    def cur(self) -> np.ndarray:
+        if self._cur is None:
+            cur = self.pm.cur0.copy()
+            for c, t in self.cols.items():
+                cur[:, c] = t
+            self._cur, self.cols = cur, {}
+        return self._cur
+
+    @property
+    def at_start(self) -> bool:
+        """No pair chosen and the latencies of no edge caching."""
+        if self.picks or self.x.any():
+            return False
+        return not self.cols if self._cur is None else np.array_equal(self._cur, self.pm.cur0)
+
+    def column(self, c: int) -> np.ndarray:
+        """Latencies of column ``c`` (M,), for updating in place (only while ``cur`` is not built)."""
+        t = self.cols.get(c)
+        if t is None:
+            t = self.cols[c] = self.pm.column_start(c)
+        return t
+
     def add(self, pm: PairModel, n: int, c: int):
         self.x[c, n] = True
-        pm.apply(self.cur, n, c)
+        if self._cur is None and pm.submodular:
+            t = self.column(c)
+            np.minimum(t, pm.T[:, n], out=t)           # other models' users hold 0 there: unchanged
+        else:
+            pm.apply(self.cur, n, c)
         self.used[n] += pm.col_bytes[c]
         self.picks.append((int(n), int(c)))
+
+    def value(self) -> float:
+        """``R`` of the run, seconds."""
+        if self._cur is None and self.pm.submodular:
+            return self.pm.columns_value(self.cols)
+        return self.pm.value(self.cur)
 
 
 def _select(pm: PairModel, run: _Run, gains: np.ndarray):
@@ -134,9 +175,10 @@ def _select(pm: PairModel, run: _Run, gains: np.ndarray):
 
 def _initial_gains(pm: PairModel, run: _Run | None) -> np.ndarray:
     """All gains ``(C, N)`` at the start of ``run`` (``None``: the empty start, computed once per :class:`~slimlib.solvers.pairs.PairModel`)."""
-    empty = run is None or (not run.picks and not run.x.any() and np.array_equal(run.cur, pm.cur0))
-    if not empty:
+    if run is not None and not run.at_start:
         return pm.gains_range(run.cur, 0, pm.C)
+    if pm.submodular:                                   # the rows of gains_range for untouched columns
+        return pm._k1()["g0"]
     g0 = pm.__dict__.get("_g0")
     if g0 is None:
         g0 = pm._g0 = pm.gains_range(pm.cur0, 0, pm.C)
@@ -197,6 +239,10 @@ def _pop_best(tops, heaps, N):
 
 
 
+#: Kinds of a key in :func:`_celf_columns`: an upper bound, a tight upper bound, the exact gain.
+LOOSE, TIGHT, EXACT = 0, 1, 2
+
+
 def _celf_columns(pm: PairModel, run: _Run) -> _Run:
     """CELF for a submodular pair model (``K = 1`` or the blind surrogate): the naive greedy's picks, less work.
 
@@ -213,26 +259,36 @@ def _celf_columns(pm: PairModel, run: _Run) -> _Run:
     * After ``(n, c)`` is added, the old gains of column ``c`` become upper
       bounds (submodularity), capped by
       :meth:`~slimlib.solvers.pairs.PairModel.column_bound` (each user's
-      fastest server).  When a bound reaches the top, the exact gains of the
-      column's pairs that fit and whose bound is at least the runner-up key
-      are computed at once (vectorised over those servers).
+      fastest server).  When a bound reaches the top, the exact gains of
+      all the column's free pairs that fit are computed at once (vectorised
+      over those servers).
 
     A key is exact or a bound of the pair's current gain, so the first exact
     key on top is the pair the naive greedy picks; gains are the numbers of
-    :meth:`~slimlib.solvers.pairs.PairModel.gains_range`, bit for bit.  The
-    latencies are kept column-major during the run and written back into
-    ``run.cur`` at the end.
+    :meth:`~slimlib.solvers.pairs.PairModel.gains_range`, bit for bit.  Only
+    the latencies of the columns changed are held (``run.cols``, or a copy of
+    those columns of a seeded run's ``cur``, written back at the end): no
+    (M, C) array is built.
     """
     from heapq import heapify, heappop, heappush, heapreplace
     N, C = pm.N, pm.C
     gains = _initial_gains(pm, run)
     run.evaluations += gains.size
-    val = gains.copy()                                     # exact gain, or an upper bound where ~exact
-    exact = np.ones((C, N), bool)
+    val = gains.copy()                                     # exact gain, or an upper bound (see kind)
+    kind = np.full((C, N), EXACT, np.int8)
     cb = pm.col_bytes
     capeff = pm.cap * (1 + 1e-12)
     used, x = run.used, run.x
-    tau = np.ascontiguousarray(run.cur.T)                  # (C + 1, M): a column's latencies, contiguous
+    if run._cur is None:                                   # only the changed columns are held
+        col = run.column
+    else:                                                  # a seeded run: its columns, written back at the end
+        held = {}
+
+        def col(c):
+            t = held.get(c)
+            if t is None:
+                t = held[c] = run.cur[:, c].copy()
+            return t
     TT = pm._k1()["TT"]
     ver = [0] * C
 
@@ -242,39 +298,43 @@ def _celf_columns(pm: PairModel, run: _Run) -> _Run:
             return None
         d = np.where(ok, val[c] / cb[c], -np.inf)
         n = int(np.argmax(d))
-        return (-float(d[n]), c * N + n, bool(exact[c, n]), ver[c])
+        return (-float(d[n]), c * N + n, int(kind[c, n]), ver[c])
 
     ok = pm.fits(used) & ~x & (gains > 0)
     dens = np.where(ok, gains / cb[:, None], -np.inf)
     best = np.argmax(dens, axis=1)
     bd = dens[np.arange(C), best]
-    heap = [(-float(bd[c]), c * N + int(best[c]), True, 0) for c in np.flatnonzero(np.isfinite(bd)).tolist()]
+    heap = [(-float(bd[c]), c * N + int(best[c]), EXACT, 0) for c in np.flatnonzero(np.isfinite(bd)).tolist()]
     heapify(heap)
     evaluations = 0
-    touched = []
     while heap:
-        negd, k, ex, v = heap[0]
+        negd, k, kd, v = heap[0]
         c, n = divmod(k, N)
         if v != ver[c]:
             heappop(heap)                                  # superseded by a newer key of its column
             continue
-        if ex and not x[c, n] and cb[c] + used[n] <= capeff[n]:
+        if cb[c] + used[n] > capeff[n] or x[c, n]:
+            pass                                           # the column's key moves to another server below
+        elif kd == EXACT:
             heappop(heap)                                  # exact, free, fits: the naive greedy's pick
             x[c, n] = True
             used[n] += cb[c]
-            np.minimum(tau[c], TT[n], out=tau[c])          # other models' users hold 0 there: unchanged
+            t = col(c)
+            np.minimum(t, TT[n], out=t)                    # other models' users hold 0 there: unchanged
             run.picks.append((n, c))
-            touched.append(c)
             ver[c] += 1
-            np.minimum(val[c], pm.column_bound(tau[c], c), out=val[c])
-            exact[c] = False
-        elif not ex and cb[c] + used[n] <= capeff[n]:
-            # exact gains for the pairs of c whose bound could still beat the runner-up key
-            thr = -min(heap[1][0] if len(heap) > 1 else np.inf, heap[2][0] if len(heap) > 2 else np.inf)
-            ask = np.flatnonzero(~exact[c] & ~x[c] & (cb[c] + used <= capeff))
-            val[c, ask] = pm.column_gains(tau[c], c, ask)
-            exact[c, ask] = True
+            np.minimum(val[c], pm.column_bound(t, c), out=val[c])
+            kind[c] = LOOSE
+        elif kd == LOOSE:
+            # tight bounds, one single-precision pass, for the pairs of c that are free and fit
+            ask = np.flatnonzero((kind[c] == LOOSE) & ~x[c] & (cb[c] + used <= capeff))
+            val[c, ask] = np.minimum(val[c, ask], pm.column_gain_bounds(col(c), c, ask))
+            kind[c, ask] = TIGHT
             evaluations += len(ask)
+        else:                                              # a tight bound on top: the exact gain of this pair
+            val[c, n] = pm.column_gains(col(c), c, [n])[0]
+            kind[c, n] = EXACT
+            evaluations += 1
         t = top_of(c)
         if t is None:
             if heap and heap[0][1] == k and heap[0][3] == ver[c]:
@@ -284,9 +344,9 @@ def _celf_columns(pm: PairModel, run: _Run) -> _Run:
         else:
             heappush(heap, t)
     run.evaluations += evaluations
-    if touched:
-        cols = np.unique(touched)
-        run.cur[:, cols] = tau[cols].T
+    if run._cur is not None:
+        for c, t in held.items():
+            run.cur[:, c] = t
     return run
 
 
@@ -538,7 +598,7 @@ def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, 
     evaluations = 0
 
     best = run_greedy(pm, _Run(pm), mode)
-    best_val, variant = pm.value(best.cur), "density greedy"
+    best_val, variant = best.value(), "density greedy"
     evaluations += best.evaluations
     completions = 0
     if not pm.submodular and completion:
@@ -554,7 +614,7 @@ def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, 
         if cand[c, n] > best_val:
             r = _Run(pm)
             r.add(pm, n, c)
-            best, best_val, variant = r, pm.value(r.cur), "best single pair"
+            best, best_val, variant = r, r.value(), "best single pair"
     seeds_tried = 0
     if d >= 1:
         # seed candidates: pairs that fit alone (for K = 1 only those with a positive gain:
@@ -580,7 +640,7 @@ def _solve(problem: Problem, *, blind: bool, method: str, enumeration: int = 0, 
                     run_greedy(pm, r, mode)
                     evaluations += r.evaluations
                 seeds_tried += 1
-                v = pm.value(r.cur)
+                v = r.value()
                 if v > best_val:
                     best, best_val = r, v
                     variant = f"seed of {size}" + (" + greedy" if size == d else "")

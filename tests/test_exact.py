@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 
 import slimlib
-from slimlib import ActivationStats, MoEModel, Network, Problem
+from slimlib import ActivationStats, MoEModel, Network, Problem, latency_reduction
 from slimlib.instances import random_mixed_problem, random_problem
 from slimlib.solvers.exact import milp_model
 from slimlib.studies import k2_counterexample
@@ -52,6 +52,20 @@ def test_milp_equals_brute_force_mixed_sizes(seed):
     p = random_mixed_problem(seed, num_users=3, num_layers=2, num_experts=3, sizes=(1, 2), server_units=(0, 4),
                              top_k=1 + seed % 2, weights=True)
     _agree(p)
+
+
+@pytest.mark.parametrize("seed, args", [
+    (2004518118, dict(num_users=1, num_servers=2, num_layers=2, num_experts=5)),
+    (631300612, dict(num_users=2, num_servers=2, num_layers=1, num_experts=4)),
+])
+def test_gap_is_zero_when_nothing_can_be_saved(seed, args):
+    """Top-3 instances where no placement saves anything (R* = 0): HiGHS' bound and the evaluator's no-caching
+    latency differed by ~1e-14 relative, which the relative gap turned into 8e-5 and 5e-6 (regression)."""
+    p = random_problem(seed, top_k=3, server_slots=(0, 3), **args)
+    assert latency_reduction(p, slimlib.solve(p, "brute-force")) == 0.0
+    ex = slimlib.solve(p, "exact", formulation="shares", warm_start=False)
+    assert ex.info["status"] == "optimal" and ex.info["optimal"]
+    assert ex.info["gap"] == 0.0 and 0 <= ex.info["upper_bound"] < 1e-11 * slimlib.average_latency(p, ex)
 
 
 def test_hand_computed_pair_only_together():

@@ -12,7 +12,10 @@ stage objective is a sum over (model ``u``, layer ``l``) of
 computes ``h_{u,l}(c)``, the best ``g`` with at most ``c`` experts:
 
 * ``K = 1``: ``g`` is modular, ``h(c)`` is the sum of the ``c`` largest single
-  gains (concave; exact);
+  gains (concave; exact).  Over the stages of one solve the single gains of
+  the experts that no other server caches come from one matrix product for
+  all servers, and only the experts cached elsewhere are summed again at each
+  stage (one pass over their users; memory ``O(M L E)`` once per solve);
 * ``K >= 2``: exact enumeration of the subsets of the *useful* experts (those
   that some user would reach faster on ``n``) while their number,
   ``sum_{c <= c_max} C(E', c)``, is at most ``enum_limit`` (default ``2**16``);

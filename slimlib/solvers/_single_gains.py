@@ -72,11 +72,13 @@ class SingleGains:
         tmp = np.zeros((blk, C))
         for i0 in range(0, M, blk):
             part = users[i0:i0 + blk]
+            st = [problem.stats[m] for m in part]
+            size = [len(x.group_prob) for x in st]
+            # (layer, expert) is unique within a user's statistics: assignment, as marginals()' 0 + p
+            cell = (np.repeat(np.arange(len(part)) * C, size) + np.concatenate([x.group_layer for x in st]) * self.E
+                    + np.concatenate([x.group_experts[:, 0] for x in st]))
             tmp[:] = 0.0
-            for j, m in enumerate(part):
-                s = problem.stats[m]
-                # (layer, expert) is unique within a user's statistics: assignment, as marginals()' 0 + p
-                tmp[j, s.group_layer * self.E + s.group_experts[:, 0]] = w[m] * s.group_prob
+            tmp.ravel()[cell] = np.repeat(w[part], size) * np.concatenate([x.group_prob for x in st])
             self.a[:, i0:i0 + len(part)] = tmp[:len(part)].T
         self.rows = max(1, min(C, CHUNK_BYTES // (8 * M)))                   # rows summed at a time
         # touched columns are moved to the first rows of a (row r holds column col[r], column c is in row slot[c]),
@@ -144,8 +146,8 @@ class SingleGains:
         for i in range(0, self.ntouched, self.rows):
             j = min(i + self.rows, self.ntouched)
             k = j - i
-            np.subtract(self.tau[i:j], t, out=d[:k])
-            np.maximum(d[:k], 0.0, out=d[:k])
+            np.maximum(self.tau[i:j], t, out=d[:k])                            # (tau - t)^+ as max(tau, t) - t
+            np.subtract(d[:k], t, out=d[:k])                                   # (the same float)
             g[self.col[i:j]] = np.einsum("ij,ij->i", self.a[i:j], d[:k])
         return g.reshape(self.L, self.E)
 

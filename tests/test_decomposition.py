@@ -616,3 +616,28 @@ def test_k1_stage_gains_equal_the_dense_formula(seed, chunk):
         for u, mod in enumerate(p.models):                        # this stage's cache: random
             pl.server[u][n] = rng.random((mod.num_layers, mod.num_experts)) < 0.4
     assert checked > 50
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fill_with_the_stage_single_gains_equals_the_per_user_scores(seed):
+    """fill_free_storage scores K = 1 experts by the stage's single gains: the same caches as user by user
+    (three models, K = 1 and 2: experts added one at a time; one K = 1 model: sorted once)."""
+    from slimlib.solvers.decomposition import fill_free_storage
+    from slimlib.solvers.gains import _Context
+    p = three_model_problem(seed) if seed % 2 else random_problem(seed, num_users=5, num_servers=3, num_layers=3,
+                                                                  num_experts=6, device_slots=(0, 4), weights=True)
+    rng = np.random.default_rng(seed)
+    pl = random_others(p, 0, rng)
+    ctx = _Context(p, pl, slimlib.call_latency(p))
+    tau, t_srv, _ = ctx.stage_latency(pl, 0)
+    added = 0
+    for slots in range(1, 12):
+        caches = []
+        for single in (None, lambda u: ctx.single_gains(u, 0)):
+            cache = [np.zeros((m.num_layers, m.num_experts), bool) for m in p.models]
+            n = fill_free_storage(p, cache, tau, t_srv, slots * 1e6, _single=single)
+            caches.append((n, cache))
+        assert caches[0][0] == caches[1][0]
+        assert all(np.array_equal(a, b) for a, b in zip(caches[0][1], caches[1][1]))
+        added = max(added, caches[0][0])
+    assert added >= 3

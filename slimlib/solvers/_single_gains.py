@@ -58,8 +58,8 @@ class SingleGains:
         self.cloud = calls.cloud[users]                                        # (M_u,) s
         self.near = np.minimum(calls.local[users], self.cloud)                  # (M_u,) s
         self.edge = np.ascontiguousarray(calls.edge[users].T)                  # (N, M_u) s: t_{m,n} per server
-        self.device = [placement.device[m] for m in users]
-        dev = [np.flatnonzero(y) for y in self.device]
+        dev = [np.flatnonzero(placement.device[m]) for m in users]            # per user: columns on the device
+        self.dev_cols = dev
         dc = np.concatenate(dev + [np.zeros(0, np.int64)])
         di = np.repeat(np.arange(M), [len(f) for f in dev])
         order = np.argsort(dc, kind="stable")                                  # device entries by column
@@ -153,7 +153,8 @@ class SingleGains:
 
     def latency(self, i: int) -> np.ndarray:
         """``tau_b`` of the model's ``i``-th user, ``(L, E)`` seconds (a new array)."""
-        out = np.where(self.device[i].ravel(), self.near[i], self.cloud[i])
+        out = np.full(self.L * self.E, self.cloud[i])
+        out[self.dev_cols[i]] = self.near[i]
         n = self.ntouched
         out[self.col[:n]] = self.tau[:n, i] if n else 0.0
         return out.reshape(self.L, self.E)

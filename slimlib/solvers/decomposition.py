@@ -208,8 +208,8 @@ def solve_stage(problem: Problem, placement: Placement, server: int, *, combine:
     cache = [np.zeros((m.num_layers, m.num_experts), bool) for m in problem.models]
     for it, c in zip(items, counts):
         cache[it.model][it.layer, _chosen(it, int(c))] = True
-    single = lambda u: ctx.single_gains(u, n)                 # K = 1 models: computed by layer_gains already
-    info["filled"] = fill_free_storage(problem, cache, lat[0], lat[1], Q, _single=single) if fill else 0
+    info["filled"] = (fill_free_storage(problem, cache, lat[0], lat[1], Q, _single=lambda u: ctx.single_gains(u, n))
+                      if fill else 0)                 # K = 1 models: the single gains layer_gains computed
     exact = bool(exact and all(it.exact for it in items))
     return StageResult(n, Q, items, counts, float(value), cache, combine, exact, info, table, choice)
 
@@ -289,7 +289,8 @@ def fill_free_storage(problem: Problem, cache: list, tau_before, t_server: np.nd
         return out
 
     added = 0
-    if all(m.top_k == 1 for m in problem.models) or sum(len(st.group_prob) for st in problem.stats) > FILL_RESCORE_GROUPS:
+    k1 = all(m.top_k == 1 for m in problem.models)
+    if k1 or sum(len(st.group_prob) for st in problem.stats) > FILL_RESCORE_GROUPS:
         # K = 1: the scores are the exact single gains and do not change as experts are added
         # (large K >= 2 instances: the scores are computed once, not after every expert)
         cand = [(o[l, e], u, l, e) for u, o in enumerate(scores()) if o is not None for l, e in zip(*np.nonzero(o > 0))]

@@ -536,3 +536,108 @@ def test_stage_latency_running_minimum_equals_fresh():
     pl.server[0][1][:] = ~pl.server[0][1]
     got, want = ctx.stage_latency(pl, 0), _Context(p, pl, calls).stage_latency(pl, 0)
     assert all(np.array_equal(a, b) for a, b in zip(got[0], want[0]))
+
+
+# -- K = 1 stage gains at scale (slimlib.solvers._single_gains) ------------------------------------
+def three_model_problem(seed):
+    """Two K = 1 models of different shapes and a K = 2 model, 9 users (weighted), 4 servers."""
+    rng = np.random.default_rng(seed)
+    shapes = [(2, 5, 1), (3, 4, 1), (2, 4, 2)]
+    models = [MoEModel(f"m{i}", L, E, K, hidden_size=900 + 100 * i, params_per_expert=(i + 1) * 10**6,
+                       bytes_per_param=1, act_bytes=1) for i, (L, E, K) in enumerate(shapes)]
+    um = rng.permutation([0, 0, 0, 0, 1, 1, 1, 2, 2])
+    stats = [random_stats(rng, *shapes[u]) for u in um]
+    M, N = len(um), 4
+    net = Network(server_capacity_bytes=rng.integers(2, 6, N) * 10**6, server_flops=rng.uniform(5e12, 40e12, N),
+                  user_capacity_bytes=np.zeros(M), user_flops=rng.uniform(0.2e9, 40e9, M),
+                  rate_up=rng.uniform(2e6, 60e6, (M, N)), rate_down=rng.uniform(2e6, 60e6, (M, N)),
+                  backhaul_rate_bps=1e9, backhaul_delay_s=5e-3, cloud_flops=100e12,
+                  user_weight=rng.uniform(0.5, 2.0, M))
+    return Problem(models, net, stats, user_model=um, name="three-models")
+
+
+def single_gains_reference(problem, placement, server):
+    """Per K = 1 model, ``sum_m w_m p_m(l, e) (tau_b(m, l, e) - t_{m,n})^+`` user by user (the dense formula)."""
+    calls = slimlib.call_latency(problem)
+    base = placement.copy()
+    for x in base.server:
+        x[server] = False
+    w = problem.network.user_weight
+    out = {}
+    for u, mod in enumerate(problem.models):
+        if mod.top_k != 1:
+            continue
+        out[u] = np.zeros((mod.num_layers, mod.num_experts))
+        for m in problem.users_of(u):
+            tau = slimlib.expert_latency(problem, base, m, calls=calls)
+            out[u] += w[m] * problem.stats[m].marginals() * np.maximum(tau - calls.edge[m, server], 0.0)
+    return out
+
+
+@pytest.mark.parametrize("seed, chunk", [(s, c) for s in range(6) for c in (None, 8)])
+def test_k1_stage_gains_equal_the_dense_formula(seed, chunk):
+    """One context over two passes (servers dropped, re-added and changed), device caches: the K = 1 gains
+    (one matrix product for untouched experts, a running minimum for the others) equal the per-user
+    formula to 1e-12, zero exactly where it is zero; so do the users' latencies and the top-c tables.
+    ``chunk=8`` bytes: one user per block and one row per sum (the blocking of large instances)."""
+    from slimlib.solvers import _single_gains
+    from slimlib.solvers.gains import _Context
+    if chunk is not None:
+        with mock.patch.object(_single_gains, "CHUNK_BYTES", chunk):
+            return test_k1_stage_gains_equal_the_dense_formula(seed, None)
+    p = three_model_problem(seed)
+    rng = np.random.default_rng(seed)
+    pl = Placement.empty(p)
+    for m in range(p.num_users):
+        pl.device[m] = rng.random(pl.device[m].shape) < 0.3
+    calls = slimlib.call_latency(p)
+    ctx = _Context(p, pl, calls)
+    seq = [int(n) for n in rng.permutation(p.num_servers)] * 2
+    checked = 0
+    for step, n in enumerate(seq):
+        if step == len(seq) - 2:                                  # another server's cache changes between stages
+            pl.server[0][seq[0]] = ~pl.server[0][seq[0]]
+        tau, _, _ = ctx.stage_latency(pl, n)
+        ref = single_gains_reference(p, pl, n)
+        base = pl.copy()
+        for x in base.server:
+            x[n] = False
+        for m in range(p.num_users):
+            assert np.array_equal(tau[m], slimlib.expert_latency(p, base, m, calls=calls))
+        for u, want in ref.items():
+            got = ctx.single_gains(u, n)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+            assert np.array_equal(got > 0, want > 0)
+            checked += int((want > 0).sum())
+        for it in layer_gains(p, pl, n):                          # a fresh context: the public path
+            if it.model in ref:
+                top = np.sort(ref[it.model][it.layer])[::-1][:len(it.h) - 1]
+                np.testing.assert_allclose(it.h, np.concatenate([[0.0], np.cumsum(top)]), rtol=1e-12, atol=0)
+        for u, mod in enumerate(p.models):                        # this stage's cache: random
+            pl.server[u][n] = rng.random((mod.num_layers, mod.num_experts)) < 0.4
+    assert checked > 50
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fill_with_the_stage_single_gains_equals_the_per_user_scores(seed):
+    """fill_free_storage scores K = 1 experts by the stage's single gains: the same caches as user by user
+    (three models, K = 1 and 2: experts added one at a time; one K = 1 model: sorted once)."""
+    from slimlib.solvers.decomposition import fill_free_storage
+    from slimlib.solvers.gains import _Context
+    p = three_model_problem(seed) if seed % 2 else random_problem(seed, num_users=5, num_servers=3, num_layers=3,
+                                                                  num_experts=6, device_slots=(0, 4), weights=True)
+    rng = np.random.default_rng(seed)
+    pl = random_others(p, 0, rng)
+    ctx = _Context(p, pl, slimlib.call_latency(p))
+    tau, t_srv, _ = ctx.stage_latency(pl, 0)
+    added = 0
+    for slots in range(1, 12):
+        caches = []
+        for single in (None, lambda u: ctx.single_gains(u, 0)):
+            cache = [np.zeros((m.num_layers, m.num_experts), bool) for m in p.models]
+            n = fill_free_storage(p, cache, tau, t_srv, slots * 1e6, _single=single)
+            caches.append((n, cache))
+        assert caches[0][0] == caches[1][0]
+        assert all(np.array_equal(a, b) for a, b in zip(caches[0][1], caches[1][1]))
+        added = max(added, caches[0][0])
+    assert added >= 3

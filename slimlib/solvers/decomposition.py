@@ -208,13 +208,14 @@ def solve_stage(problem: Problem, placement: Placement, server: int, *, combine:
     cache = [np.zeros((m.num_layers, m.num_experts), bool) for m in problem.models]
     for it, c in zip(items, counts):
         cache[it.model][it.layer, _chosen(it, int(c))] = True
-    info["filled"] = fill_free_storage(problem, cache, lat[0], lat[1], Q) if fill else 0
+    info["filled"] = (fill_free_storage(problem, cache, lat[0], lat[1], Q, _single=lambda u: ctx.single_gains(u, n))
+                      if fill else 0)                 # K = 1 models: the single gains layer_gains computed
     exact = bool(exact and all(it.exact for it in items))
     return StageResult(n, Q, items, counts, float(value), cache, combine, exact, info, table, choice)
 
 
-def fill_free_storage(problem: Problem, cache: list, tau_before: list, t_server: np.ndarray,
-                      capacity_bytes: float) -> int:
+def fill_free_storage(problem: Problem, cache: list, tau_before, t_server: np.ndarray,
+                      capacity_bytes: float, *, _single=None) -> int:
     r"""Fill the storage a stage leaves free (tie-breaking rule of Algorithms 2 and 3).
 
     Chapter *Successive decomposition*, "Ties and free storage".  With
@@ -237,15 +238,17 @@ def fill_free_storage(problem: Problem, cache: list, tau_before: list, t_server:
     being completed gain a larger share), unless the users hold more than
     ``FILL_RESCORE_GROUPS`` (user, group) rows in total, where the scores are
     computed once, as for ``K = 1``.  Experts with ``o = 0`` are never
-    added.
+    added.  Nothing is scored when no expert fits in the free storage.
 
     Parameters
     ----------
     problem : Problem
     cache : list of ndarray of bool
         Per model ``(L, E)``; modified in place.
-    tau_before, t_server
-        From :func:`slimlib.solvers.gains.stage_latency`.
+    tau_before : sequence of ndarray
+        Per user ``(L, E)``, seconds, from :func:`slimlib.solvers.gains.stage_latency`.
+    t_server : ndarray, shape (M,)
+        Seconds, from :func:`slimlib.solvers.gains.stage_latency`.
     capacity_bytes : float
 
     Returns
@@ -255,6 +258,8 @@ def fill_free_storage(problem: Problem, cache: list, tau_before: list, t_server:
     """
     used = sum(int(c.sum()) * m.expert_bytes for c, m in zip(cache, problem.models))
     room = capacity_bytes * (1 + 1e-12) - used
+    if room < min(m.expert_bytes for m in problem.models):
+        return 0
     w = problem.network.user_weight
 
     def scores():
@@ -264,25 +269,28 @@ def fill_free_storage(problem: Problem, cache: list, tau_before: list, t_server:
             if room < mod.expert_bytes or len(users) == 0:
                 out.append(None)
                 continue
-            o = np.zeros((mod.num_layers, mod.num_experts))
-            for m in users:
-                st = problem.stats[m]
-                t = t_server[m]
-                tau = np.where(cache[u], np.minimum(tau_before[m], t), tau_before[m])
-                b = tau[st.group_layer[:, None], st.group_experts]               # (G, K)
-                a = np.minimum(b, t)
-                gain = w[m] * st.group_prob * (b.max(axis=1) - a.max(axis=1))
-                d = b - a                                                       # > 0 where n speeds e up
-                share = gain[:, None] * d / np.maximum(d.sum(axis=1, keepdims=True), 1e-300)
-                for k in range(mod.top_k):
-                    np.add.at(o, (st.group_layer, st.group_experts[:, k]), share[:, k])
+            if mod.top_k == 1 and _single is not None:
+                o = np.array(_single(u))                # the stage's single gains (the K = 1 score below)
+            else:
+                o = np.zeros((mod.num_layers, mod.num_experts))
+                for m in users:
+                    st = problem.stats[m]
+                    t = t_server[m]
+                    tau = np.where(cache[u], np.minimum(tau_before[m], t), tau_before[m])
+                    b = tau[st.group_layer[:, None], st.group_experts]               # (G, K)
+                    a = np.minimum(b, t)
+                    gain = w[m] * st.group_prob * (b.max(axis=1) - a.max(axis=1))
+                    d = b - a                                                       # > 0 where n speeds e up
+                    share = gain[:, None] * d / np.maximum(d.sum(axis=1, keepdims=True), 1e-300)
+                    for k in range(mod.top_k):
+                        np.add.at(o, (st.group_layer, st.group_experts[:, k]), share[:, k])
             o[cache[u]] = 0.0
             out.append(o / mod.expert_bytes)
         return out
 
     added = 0
-    static = sum(len(st.group_prob) for st in problem.stats) > FILL_RESCORE_GROUPS
-    if static or all(m.top_k == 1 for m in problem.models):
+    k1 = all(m.top_k == 1 for m in problem.models)
+    if k1 or sum(len(st.group_prob) for st in problem.stats) > FILL_RESCORE_GROUPS:
         # K = 1: the scores are the exact single gains and do not change as experts are added
         # (large K >= 2 instances: the scores are computed once, not after every expert)
         cand = [(o[l, e], u, l, e) for u, o in enumerate(scores()) if o is not None for l, e in zip(*np.nonzero(o > 0))]

@@ -12,7 +12,10 @@ stage objective is a sum over (model ``u``, layer ``l``) of
 computes ``h_{u,l}(c)``, the best ``g`` with at most ``c`` experts:
 
 * ``K = 1``: ``g`` is modular, ``h(c)`` is the sum of the ``c`` largest single
-  gains (concave; exact);
+  gains (concave; exact).  Over the stages of one solve the single gains of
+  the experts that no other server caches come from one matrix product for
+  all servers, and only the experts cached elsewhere are summed again at each
+  stage (one pass over their users; memory ``O(M L E)`` once per solve);
 * ``K >= 2``: exact enumeration of the subsets of the *useful* experts (those
   that some user would reach faster on ``n``) while their number,
   ``sum_{c <= c_max} C(E', c)``, is at most ``enum_limit`` (default ``2**16``);
@@ -27,12 +30,14 @@ The layers are then combined under the server's storage by
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..latency import CallLatency, call_latency
 from ..problem import Placement, Problem
+from ._single_gains import SingleGains
 from .group_search import (TABLE_MAX_K, GroupTerms, enumerate_subsets, group_completion, grow_heuristic,
                            subset_count)
 
@@ -135,51 +140,83 @@ def stage_latency(problem: Problem, placement: Placement, server: int,
     """
     c = call_latency(problem) if calls is None else calls
     tau, t_srv, _ = _Context(problem, placement, c).stage_latency(placement, server)
-    return tau, t_srv
+    return list(tau), t_srv
+
+
+class _UserLatency(Sequence):
+    """``tau_b`` of every user, ``(L, E)`` each, read from the models' stacks or :class:`SingleGains` on access."""
+
+    def __init__(self, ctx: "_Context", stacks: list):
+        self._ctx, self._stacks = ctx, stacks
+
+    def __len__(self) -> int:
+        return self._ctx.problem.num_users
+
+    def __getitem__(self, m):
+        if isinstance(m, slice):
+            return [self[i] for i in range(*m.indices(len(self)))]
+        u, i = self._ctx.where[m]
+        if self._stacks[u] is not None:
+            return self._stacks[u][i]
+        return self._ctx.single[u].latency(i)
 
 
 class _Context:
     """What the stages of one run share (private; built once per solve; besides lazily built tables it keeps
     a running minimum of the other servers' latencies, checked against their caches at every stage).
 
-    Per model ``u`` with users ``m_1 < m_2 < ...``: the latency of every expert
-    with no server at all (device if cached, else cloud), stacked over the
-    users, ``(M_u, L, E)``; the users' call latency through each server,
-    ``(M_u, N)``; and lazily the stage-independent parts of the gain tables
-    (``weighted_marginals``, the merged groups of ``_dense_gains``)
+    Per ``K >= 2`` model ``u`` with users ``m_1 < m_2 < ...``: the latency of
+    every expert with no server at all (device if cached, else cloud), stacked
+    over the users, ``(M_u, L, E)``; the users' call latency through each
+    server, ``(M_u, N)``; and lazily the merged groups of ``_dense_gains``
     and the DP's capacity units.  The stage computations use exactly the
     floating-point operations of the per-user formulas (minima and maxima are
     exact; sums keep their order), so the results are identical bit for bit.
+    Per ``K = 1`` model: a :class:`SingleGains` (column-major, gains of
+    untouched columns from one matrix product).
     """
 
     def __init__(self, problem: Problem, placement: Placement, calls: CallLatency):
         self.problem = problem
         self.calls = calls
         self.users = [problem.users_of(u) for u in range(len(problem.models))]
-        self.device_tau, self.edge = [], []
-        for us in self.users:
-            if len(us) == 0:
+        self.where = [None] * problem.num_users                                  # user -> (model, row)
+        self.device_tau, self.edge, self.single = [], [], {}
+        for u, us in enumerate(self.users):
+            for i, m in enumerate(us.tolist()):
+                self.where[m] = (u, i)
+            if len(us) == 0 or problem.models[u].top_k == 1:
                 self.device_tau.append(None)
                 self.edge.append(None)
+                if len(us):
+                    self.single[u] = SingleGains(problem, u, us, placement, calls)
                 continue
             y = np.stack([placement.device[m] for m in us])                      # (M_u, L, E)
             near = np.minimum(calls.local[us], calls.cloud[us])
             self.device_tau.append(np.where(y, near[:, None, None], calls.cloud[us][:, None, None]))
             self.edge.append(calls.edge[us])                                      # (M_u, N)
-        self._wmarg: dict = {}
         self._dense: dict = {}
         self.units: dict = {}
         self._masks: dict = {}
         # per model: the servers already folded into a running minimum, with their caches then, and that minimum;
         # successive stages (pass 1: the servers before n) only add servers, so each stage costs O(M_u x new cached)
         self._running: dict = {}
+        self.server, self._stage_single = None, {}
 
     def stage_latency(self, placement: Placement, server: int):
-        """``(tau_before per user, t_server (M,), tau_before stacked per model (M_u, L, E))``."""
+        """``(tau_before, t_server (M,), stacks)`` at the stage of ``server``.
+
+        ``tau_before`` is a sequence of per-user ``(L, E)`` arrays, built on
+        access for ``K = 1`` users; ``stacks[u]`` is ``tau_before`` stacked
+        over the users of a ``K >= 2`` model, ``(M_u, L, E)``, and ``None``
+        for a ``K = 1`` model, whose state is in ``self.single[u]`` (valid
+        until the next call).
+        """
         N = self.problem.num_servers
-        tau = [None] * self.problem.num_users
         stacks = []
         for u, us in enumerate(self.users):
+            if u in self.single:
+                self.single[u].update(placement.server[u], server)
             if self.device_tau[u] is None:
                 stacks.append(None)
                 continue
@@ -195,18 +232,18 @@ class _Context:
                 t[:, li, ei] = np.minimum(t[:, li, ei], self.edge[u][:, k, None])
                 snaps[k] = x[k].copy()
             self._running[u] = (snaps, t)
-            t = t.copy()
-            stacks.append(t)
-            for i, m in enumerate(us):
-                tau[m] = t[i]
-        return tau, self.calls.edge[:, server].copy(), stacks
+            stacks.append(t.copy())
+        self.server, self._stage_single = server, {}
+        return _UserLatency(self, stacks), self.calls.edge[:, server].copy(), stacks
 
-    def weighted_marginals(self, u: int) -> np.ndarray:
-        """``w_m p_m(l, e)`` stacked over the users of model ``u``, ``(M_u, L, E)``."""
-        if u not in self._wmarg:
-            w = self.problem.network.user_weight
-            self._wmarg[u] = np.stack([w[m] * self.problem.stats[m].marginals() for m in self.users[u]])
-        return self._wmarg[u]
+    def single_gains(self, u: int, server: int) -> np.ndarray:
+        """``(L, E)`` single-expert gains of the ``K = 1`` model ``u`` at the stage of ``server`` (weighted seconds;
+        computed once per stage)."""
+        if self.server != server:
+            raise ValueError(f"stage_latency was last called for server {self.server}, not {server}")
+        if u not in self._stage_single:
+            self._stage_single[u] = self.single[u].gains(server)
+        return self._stage_single[u]
 
     def mask_sets(self, E: int) -> list:
         """``np.flatnonzero`` of the bits of every mask ``0 .. 2^E - 1``."""
@@ -377,13 +414,12 @@ def layer_gains(problem: Problem, placement: Placement, server: int, *, enum_lim
     list of LayerGain
         Only layers with a positive gain for some ``c``.
     """
-    if _ctx is None:
-        _ctx = _Context(problem, placement, call_latency(problem) if calls is None else calls)
+    if _ctx is None:                                          # _lat is the context's stage_latency(placement, server)
+        _ctx, _lat = _Context(problem, placement, call_latency(problem) if calls is None else calls), None
     if _lat is None:
         _lat = _ctx.stage_latency(placement, server)
     tau_b, t_srv = _lat[0], _lat[1]
-    stacks = _lat[2] if len(_lat) > 2 else [None if len(us) == 0 else np.stack([tau_b[m] for m in us])
-                                            for us in _ctx.users]
+    stacks = _lat[2]
     Q = float(problem.network.server_capacity_bytes[server])
     items = []
     for u, mod in enumerate(problem.models):
@@ -395,10 +431,7 @@ def layer_gains(problem: Problem, placement: Placement, server: int, *, enum_lim
         if cap == 0:
             continue
         if mod.top_k == 1:
-            gain = _ctx.weighted_marginals(u) * np.maximum(stacks[u] - t_srv[users][:, None, None], 0.0)
-            single = np.zeros((mod.num_layers, mod.num_experts))
-            for g in gain:                                     # users in index order, as a running sum
-                single += g
+            single = _ctx.single_gains(u, server)                  # (L, E), see SingleGains
             order = np.argsort(-single, axis=1, kind="stable")
             ranked = np.take_along_axis(single, order, axis=1)     # decreasing: the positive ones first
             npos = np.minimum((ranked > 0).sum(axis=1), cap)

@@ -1,6 +1,6 @@
 """Single-expert stage gains of a ``K = 1`` model over all stages of one solve (private to the solvers).
 
-Chapter *Successive decomposition*, {prf:ref}`prop-topc`: for ``K = 1`` the
+Chapter *Successive decomposition*, :prf:ref:`prop-topc`: for ``K = 1`` the
 stage gain ``h_{u,l}(c)`` is the sum of the ``c`` largest single-expert
 gains.  :class:`SingleGains` computes those gains for every stage of Algorithm
 2 or 3 at the cost of one pass over the experts cached on some other server,
@@ -20,7 +20,7 @@ CHUNK_BYTES = 2 ** 21
 class SingleGains:
     """The single-expert stage gains of one ``K = 1`` model at every stage of one solve.
 
-    Chapter *Successive decomposition*, {prf:ref}`prop-topc`: at the stage of
+    Chapter *Successive decomposition*, :prf:ref:`prop-topc`: at the stage of
     server ``n`` the gain of column ``c = l E + e`` (expert ``e`` of layer
     ``l``) is, in weighted seconds,
 

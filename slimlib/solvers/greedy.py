@@ -292,12 +292,12 @@ def _celf_columns(pm: PairModel, run: _Run) -> _Run:
     TT = pm._k1()["TT"]
     ver = [0] * C
 
-    def top_of(c):
-        ok = ~x[c] & (val[c] > 0) & (cb[c] + used <= capeff)
-        if not ok.any():
+    def top_of(c):                                         # the column's best free pair that fits, by density
+        d = val[c] / cb[c]
+        d[(cb[c] + used > capeff) | x[c]] = -np.inf
+        n = int(d.argmax())
+        if not d[n] > 0:
             return None
-        d = np.where(ok, val[c] / cb[c], -np.inf)
-        n = int(np.argmax(d))
         return (-float(d[n]), c * N + n, int(kind[c, n]), ver[c])
 
     ok = pm.fits(used) & ~x & (gains > 0)

@@ -23,8 +23,9 @@ ENTRY_BLOCK = 2 ** 22
 GEMM_BLOCK = 2 ** 22
 #: ``K = 1`` weights are held dense (C, M) when at least this fraction of (column, user) cells is observed.
 DENSE_FRACTION = 1 / 3
-#: Elements of one block of users filled at a time when the dense ``K = 1`` weights are built.
-WEIGHT_BLOCK = 2 ** 21
+#: Elements of one block of users filled at a time when the dense ``K = 1`` weights are built (its transpose
+#: into the weights stays in the CPU cache).
+WEIGHT_BLOCK = 2 ** 18
 
 
 def _positive_dot(d: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -44,14 +45,16 @@ def _column_sum(tt: np.ndarray, tau: np.ndarray, a: np.ndarray) -> np.ndarray:
     return _positive_dot(tt, a)
 
 
-def _server_sums(TT: np.ndarray, servers: np.ndarray, tau: np.ndarray, a: np.ndarray, users=None) -> np.ndarray:
+def _server_sums(TT: np.ndarray, servers: np.ndarray, tau: np.ndarray, a: np.ndarray, users=None,
+                 buf: np.ndarray | None = None) -> np.ndarray:
     """:func:`_column_sum` of the rows ``servers`` of ``TT`` (N, M) (restricted to ``users``), shape (len(servers),).
 
     When at least half the servers are asked for, every row is computed (no
-    gather) and the asked ones are returned: the same values, each row alone.
+    gather; into ``buf``, shaped like ``TT``, when given) and the asked ones
+    are returned: the same values, each row alone.
     """
     if users is None and 2 * len(servers) >= len(TT):
-        return _positive_dot(np.subtract(tau[None, :], TT), a)[servers]
+        return _positive_dot(np.subtract(tau[None, :], TT, out=buf), a)[servers]
     tt = TT[servers] if users is None else TT[servers][:, users]
     return _column_sum(tt, tau, a)
 
@@ -166,15 +169,16 @@ class PairModel:
 
     def _find_device_entries(self) -> tuple[np.ndarray, np.ndarray]:
         problem = self.problem
-        dc, dm = [], []
-        for m in np.flatnonzero(self._low < self._cloud).tolist():
-            cols = np.flatnonzero(problem.device_cache[m].ravel())
-            if cols.size:
-                dc.append(int(self.offset[problem.user_model[m]]) + cols)
-                dm.append(np.full(cols.size, m))
-        if not dc:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        return np.concatenate(dc).astype(np.int64), np.concatenate(dm).astype(np.int64)
+        faster = self._low < self._cloud
+        dc, dm = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        for u, us in enumerate(self._model_users):      # per model: the users' device caches stacked, (k, L E)
+            us = us[faster[us]]
+            if us.size:
+                i, c = np.nonzero(np.stack([problem.device_cache[m].ravel() for m in us.tolist()]))
+                dc.append(int(self.offset[u]) + c)
+                dm.append(us[i])
+        order = np.argsort(np.concatenate(dm), kind="stable")   # by user, then column
+        return np.concatenate(dc).astype(np.int64)[order], np.concatenate(dm).astype(np.int64)[order]
 
     def _groups(self) -> None:
         """``g_user``, ``g_cols``, ``g_w``, ``num_groups``: one row per (user, group) (see the class docstring)."""
@@ -270,6 +274,7 @@ class PairModel:
             A = np.zeros((C, M))
             step = max(1, min(M, WEIGHT_BLOCK // max(1, C)))
             E_u = np.array([mod.num_experts for mod in problem.models], dtype=np.int64)
+            buf = np.empty((step, C))                   # one buffer: fresh memory is slow to touch on some machines
             for m0 in range(0, M, step):               # (users, C) rows are filled contiguously, then transposed
                 st = stats[m0:m0 + step]
                 n, ub = counts[m0:m0 + len(st)], um[m0:m0 + len(st)]
@@ -277,7 +282,8 @@ class PairModel:
                 col += np.concatenate([s.group_experts[:, 0] for s in st])
                 if len(problem.models) > 1:
                     col += np.repeat(self.offset[ub], n)
-                block = np.zeros((len(st), C))
+                block = buf[:len(st)]
+                block.fill(0.0)
                 block[np.repeat(np.arange(len(st)), n), col] = \
                     np.repeat(w[m0:m0 + len(st)], n) * np.concatenate([s.group_prob for s in st])
                 A[:, m0:m0 + len(st)] = block.T
@@ -323,6 +329,7 @@ class PairModel:
             g0 += a_dev @ (np.maximum(self._low[:, None] - self.T, 0.0) - d_cloud)
         TT = np.ascontiguousarray(self.T.T)
         d = self._k1_data = dict(A=A, dense=dense, g0=g0, TT=TT, TT32=TT.astype(np.float32),
+                                 buf32=np.empty(TT.shape, np.float32),
                                  tmin=self.T.min(axis=1), tmax=self.T.max(axis=1))
         return d
 
@@ -394,7 +401,7 @@ class PairModel:
         TT32, tmax = d["TT32"], d["tmax"]
         sv = np.atleast_1d(servers)
         if users is None:
-            s = _server_sums(TT32, sv, tau.astype(np.float32), a.astype(np.float32))
+            s = _server_sums(TT32, sv, tau.astype(np.float32), a.astype(np.float32), buf=d["buf32"])
             extra = float(a @ (tau + tmax))
         else:
             s = _server_sums(TT32, sv, tau[users].astype(np.float32), a.astype(np.float32), users)

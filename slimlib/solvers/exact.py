@@ -56,7 +56,6 @@ import time
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from .. import _validate as V
 from ..problem import Placement, Problem
@@ -176,7 +175,7 @@ def milp_model(problem: Problem, formulation: str = "levels", *, _deadline: floa
         ub = np.r_[np.ones(P + Z), np.full(G, np.inf)]
     A = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, nvar))
     return dict(c=obj, A=A, lb=np.concatenate(lo), ub=np.concatenate(hi), integrality=integrality,
-                bounds=Bounds(np.zeros(nvar), ub), xvars=np.stack([xc, xn], 1), const=const, scale=scale,
+                bounds=_bounds(np.zeros(nvar), ub), xvars=np.stack([xc, xn], 1), const=const, scale=scale,
                 base_s=base, pm=pm, num_binaries=P)
 
 
@@ -244,7 +243,7 @@ def _levels_model(pm: PairModel, xid, xc, xn, P: int, scale: float, wsum: float,
     A = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, nvar))
     obj = np.concatenate([np.zeros(P)] + obj_v)
     return dict(c=obj, A=A, lb=np.concatenate(lo), ub=np.concatenate(hi),
-                integrality=np.r_[np.ones(P), np.zeros(nv)], bounds=Bounds(np.zeros(nvar), np.ones(nvar)),
+                integrality=np.r_[np.ones(P), np.zeros(nv)], bounds=_bounds(np.zeros(nvar), np.ones(nvar)),
                 xvars=np.stack([xc, xn], 1), const=const, scale=scale, base_s=base, pm=pm, num_binaries=P)
 
 
@@ -274,8 +273,15 @@ def _quiet_stdout(active: bool):
         os.close(devnull)
 
 
+def _bounds(lo: np.ndarray, hi: np.ndarray):
+    """:class:`scipy.optimize.Bounds` (scipy.optimize is imported on first use: importing slimlib's solvers stays fast)."""
+    from scipy.optimize import Bounds
+    return Bounds(lo, hi)
+
+
 def _highs(mm: dict, opts: dict, quiet: bool):
     """Run HiGHS; return ``(status, message, x[:P] or None, fun, mip_gap, dual_bound)``."""
+    from scipy.optimize import LinearConstraint, milp
     with _quiet_stdout(quiet):
         res = milp(mm["c"], constraints=LinearConstraint(mm["A"], mm["lb"], mm["ub"]),
                    integrality=mm["integrality"], bounds=mm["bounds"], options=opts)

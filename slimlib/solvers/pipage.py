@@ -30,7 +30,6 @@ import math
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import linprog
 
 from .. import _validate as V
 from ..latency import call_latency
@@ -163,6 +162,7 @@ class PipageModel:
         A2 = sparse.csr_matrix((np.ones(nx), (np.repeat(np.arange(N), C), np.arange(nx))), shape=(N, nx + T))
         A = sparse.vstack([A1, A2]).tocsr()
         b = np.concatenate([np.zeros(T), np.minimum(self.slots, C)])
+        from scipy.optimize import linprog      # on first use: importing the solvers stays fast
         res = linprog(c, A_ub=A, b_ub=b, bounds=(0.0, 1.0), method="highs",
                       options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10})
         if res.status != 0:                                               # pragma: no cover - LP is feasible

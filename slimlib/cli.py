@@ -32,7 +32,7 @@ __all__ = ["main", "COMMAND_MODULES", "check_input_file", "check_output_file", "
 #: Modules that define subcommands (``add_parser(sub)`` and ``run(args)``), in the order of ``--help``.
 COMMAND_MODULES: list[str] = [__name__ + ":Collect", __name__ + ":Solve", __name__ + ":Figures",
                               __name__ + ":Models", __name__ + ":Methods",
-                              "slimlib.simulation.cli", "slimlib.online"]
+                              "slimlib.simulation.cli", "slimlib.online_cli"]
 
 #: Default HiGHS time limit of ``solve --method exact`` on the command line, seconds.
 EXACT_TIME_LIMIT_S = 60.0

@@ -162,6 +162,18 @@ def test_budgeted_moves_lower_the_estimated_latency(switch_ctx):
     assert greedy >= 2
 
 
+def test_budgeted_candidates_scored_in_chunks_give_the_same_step(switch_ctx, monkeypatch):
+    """The candidate caches of a server are built a chunk at a time (bounded memory): same moves, same latencies."""
+    import slimlib.online as online
+    size = switch_ctx.problem.models[0].expert_bytes
+    ref = run_policy(switch_ctx, "budgeted", budget_bytes=2 * size)
+    per = sum(xs.size for xs in ref.placements[0].server)
+    monkeypatch.setattr(online, "VARIANT_BLOCK", per)                  # one candidate at a time
+    small = run_policy(switch_ctx, "budgeted", budget_bytes=2 * size)
+    assert small.placements == ref.placements
+    np.testing.assert_allclose(small.latency_s, ref.latency_s, rtol=1e-12)
+
+
 def test_migration_phase_is_charged_with_the_old_placement_and_a_shared_backhaul(switch_ctx):
     run = run_policy(switch_ctx, "periodic", period_s=100.0)
     t = int(np.argmax(run.moved_bytes))

@@ -97,7 +97,12 @@ class PairModel:
     e_col, e_user, e_w, e_others : ndarrays
         One row per (user, group, member expert), sorted by column; ``e_others``
         holds the other columns of the group (padded with the dummy), shape ``(Ent, Kmax - 1)``.
-        Built on first use (the ``K = 1`` gains, :meth:`column_gains`, never need them).
+
+    ``cur0``, the ``g_*`` and ``e_*`` arrays and ``col_ptr`` are built on
+    first use (``_LAZY``): the ``K = 1`` greedy works by column
+    (:meth:`column_gains`, :meth:`column_start`, :meth:`columns_value`) and
+    never needs them, so a ``K = 1`` instance with 10,000 users holds no
+    ``(M, C)`` array and no per-group rows.
     col_ptr : ndarray of int, shape (C + 1,)
         Entries of column ``c`` are ``col_ptr[c]:col_ptr[c + 1]``.
     submodular : bool
@@ -254,7 +259,9 @@ class PairModel:
 
         Built from the statistics directly (no per-group rows): a dense array is
         filled a block of users at a time, a sparse one is assembled by user and
-        converted once.  The blind surrogate takes its rows from :meth:`_groups`.
+        converted once.  Either holds at most three values per observed (user,
+        expert) pair, so its size is bounded by that of the statistics already
+        in memory.  The blind surrogate takes its rows from :meth:`_groups`.
         """
         from scipy import sparse
         C, M = self.C, self.M

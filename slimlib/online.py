@@ -45,13 +45,12 @@ every server (checked).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _validate as V
-from .drift import DRIFT_KINDS, DriftingWorkload, Estimates
+from .drift import DriftingWorkload, Estimates
 from .latency import BatchEvaluator, average_latency
 from .problem import Placement, Problem
 

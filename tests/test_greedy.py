@@ -426,3 +426,46 @@ def test_dense_and_sparse_weights_agree(seed, monkeypatch):
         out[name] = (pm._k1()["g0"], slimlib.solve(p, "greedy"))
     np.testing.assert_allclose(out["dense"][0], out["sparse"][0], rtol=1e-12, atol=1e-18)
     assert R(p, out["dense"][1]) == pytest.approx(R(p, out["sparse"][1]), rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_lazy_equals_naive_when_devices_are_faster(seed):
+    """Devices faster than the cloud (their experts start on the device): a pair that saves nothing has a
+    start gain of exactly 0, so CELF and the naive greedy make the same picks (regression: the start
+    product once cancelled to +-1e-17 there)."""
+    p = random_problem(seed, num_users=30, num_servers=3, num_layers=1, num_experts=3, top_k=1,
+                       server_slots=(3, 3), device_slots=(3, 3))
+    p = p.replace(network=p.network.replace(user_flops=np.full(p.num_users, 1e15)))
+    lazy = slimlib.solve(p, "greedy", lazy=True, single=False)
+    naive = slimlib.solve(p, "greedy", lazy=False, single=False)
+    assert lazy.info["picks"] == naive.info["picks"]
+
+
+@pytest.mark.parametrize("scale", [1e-44, 1e-20, 1e20, 1e50])
+def test_lazy_equals_naive_at_extreme_weight_scales(scale):
+    """User weights far outside float32's comfortable range: the single-precision screening falls back or
+    stays a valid bound, so CELF still picks what the naive greedy picks."""
+    for seed in range(6):
+        p = random_problem(seed, num_users=6, num_servers=3, num_layers=2, num_experts=6, top_k=1,
+                           server_slots=(2, 6))
+        p = p.replace(network=p.network.replace(user_weight=p.network.user_weight * scale))
+        lazy = slimlib.solve(p, "greedy", lazy=True, single=False)
+        naive = slimlib.solve(p, "greedy", lazy=False, single=False)
+        assert lazy.info["picks"] == naive.info["picks"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_seeded_k1_runs_build_no_full_latency_array(seed):
+    """Enumeration seeds of a K = 1 greedy stay column-wise (no (M, C) array) and give the naive result."""
+    from slimlib.solvers.greedy import _initial_gains, _Run
+    p = random_problem(seed, num_users=5, num_servers=3, num_layers=2, num_experts=5, top_k=1, server_slots=(1, 4))
+    pm = PairModel(p)
+    r = _Run(pm)
+    r.add(pm, 0, 3)
+    r.add(pm, 1, 3)
+    g = _initial_gains(pm, r)
+    assert r._cur is None and "cur0" not in pm.__dict__
+    assert np.array_equal(g, pm.gains_range(r.cur, 0, pm.C))          # the numbers of the reference
+    a = slimlib.solve(p, "greedy", enumeration=1)
+    b = slimlib.solve(p, "greedy", enumeration=1, lazy=False)
+    assert a.info["picks"] == b.info["picks"] and a.info["value_s"] == pytest.approx(b.info["value_s"], rel=1e-12)

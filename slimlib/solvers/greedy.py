@@ -176,6 +176,12 @@ def _select(pm: PairModel, run: _Run, gains: np.ndarray):
 def _initial_gains(pm: PairModel, run: _Run | None) -> np.ndarray:
     """All gains ``(C, N)`` at the start of ``run`` (``None``: the empty start, computed once per :class:`~slimlib.solvers.pairs.PairModel`)."""
     if run is not None and not run.at_start:
+        if pm.submodular and run._cur is None:       # a seeded K = 1 run: the start gains, changed columns redone
+            g = pm._k1()["g0"].copy()                  # (the numbers of gains_range, without an (M, C) array)
+            for c, t in run.cols.items():
+                if not np.array_equal(t, pm.column_start(c)):
+                    g[c] = pm.column_gains(t, c)
+            return g
         return pm.gains_range(run.cur, 0, pm.C)
     if pm.submodular:                                   # the rows of gains_range for untouched columns
         return pm._k1()["g0"]
@@ -257,11 +263,16 @@ def _celf_columns(pm: PairModel, run: _Run) -> _Run:
     * The heap holds one key per column: its best free pair that fits,
       ``(-density, c N + n)`` (the naive greedy's order and tie-breaking).
     * After ``(n, c)`` is added, the old gains of column ``c`` become upper
-      bounds (submodularity), capped by
+      bounds (submodularity; raised by 1e-9 against rounding), capped by
       :meth:`~slimlib.solvers.pairs.PairModel.column_bound` (each user's
-      fastest server).  When a bound reaches the top, the exact gains of
-      all the column's free pairs that fit are computed at once (vectorised
-      over those servers).
+      fastest server).  Keys are of three kinds: such a *loose* bound; a
+      *tight* bound; the exact gain.  When a loose key reaches the top, one
+      single-precision pass gives tight bounds for all the column's free
+      pairs that fit
+      (:meth:`~slimlib.solvers.pairs.PairModel.column_gain_bounds`); when a
+      tight key reaches the top, the exact gain of that one pair is computed
+      (:meth:`~slimlib.solvers.pairs.PairModel.column_gains`); an exact key
+      on top is picked.
 
     A key is exact or a bound of the pair's current gain, so the first exact
     key on top is the pair the naive greedy picks; gains are the numbers of
@@ -323,7 +334,8 @@ def _celf_columns(pm: PairModel, run: _Run) -> _Run:
             np.minimum(t, TT[n], out=t)                    # other models' users hold 0 there: unchanged
             run.picks.append((n, c))
             ver[c] += 1
-            np.minimum(val[c], pm.column_bound(t, c), out=val[c])
+            # the old gains bound the new ones (submodularity); 1e-9 covers the start product's BLAS rounding
+            val[c] = np.minimum(val[c] * (1 + 1e-9), pm.column_bound(t, c))
             kind[c] = LOOSE
         elif kd == LOOSE:
             # tight bounds, one single-precision pass, for the pairs of c that are free and fit

@@ -308,11 +308,11 @@ class PairModel:
         """The ``K = 1`` gain data, built once: weights by column, ``T`` transposed, gains with no edge caching.
 
         ``A`` is ``a_{c,m} = w_m p_{m,c}`` (:meth:`_k1_weights`).  The gains
-        with no edge caching, ``g0`` (C, N), are ``A @ D_cloud + A_dev @
-        (D_dev - D_cloud)`` with ``D[m, n] = max(0, tau0_m - t_{m,n})`` for the
-        two start latencies ``tau0`` (cloud; device, for the experts a device
-        holds, ``A_dev`` the weights of those entries): dense matrix products
-        (BLAS), never an ``(N, M, C)`` array.
+        with no edge caching, ``g0`` (C, N), are ``A_cloud @ D_cloud + A_dev @
+        D_dev`` with ``D[m, n] = max(0, tau0_m - t_{m,n})`` for the two start
+        latencies ``tau0`` (cloud; device, for the experts a device holds, whose
+        weights are ``A_dev``; ``A_cloud`` the others): dense matrix products
+        (BLAS) of non-negative terms, never an ``(N, M, C)`` array.
         """
         d = self.__dict__.get("_k1_data")
         if d is not None:
@@ -322,22 +322,32 @@ class PairModel:
         A = self._k1_weights()
         dense = isinstance(A, np.ndarray)
         d_cloud = np.maximum(self._cloud[:, None] - self.T, 0.0)            # (M, N)
+        dc, dm = self._device_entries()                # the entries that start on the device
+        if not dc.size:
+            a_dev = np.zeros(0)
+        else:
+            a_dev = (A[dc, dm] if dense else np.asarray(A[dc, dm]).ravel()).astype(float)
+        # the cloud part without the device entries (zeroed, then restored): sums of non-negative terms only,
+        # so a pair that saves nothing has a start gain of exactly 0, as column_gains computes it
         if dense:
+            A[dc, dm] = 0.0
             g0 = A @ d_cloud
+            A[dc, dm] = a_dev
         else:
             g0 = np.empty((C, N))
             step = max(1, GEMM_BLOCK // max(1, M))
             for c0 in range(0, C, step):
-                g0[c0:c0 + step] = A[c0:c0 + step].toarray() @ d_cloud
-        dc, dm = self._device_entries()                # the entries that start on the device
+                block = A[c0:c0 + step].toarray()
+                inside = (dc >= c0) & (dc < c0 + step)
+                block[dc[inside] - c0, dm[inside]] = 0.0
+                g0[c0:c0 + step] = block @ d_cloud
         if dc.size:
-            a = A[dc, dm] if dense else np.asarray(A[dc, dm]).ravel()
-            a_dev = sparse.csr_matrix((a, (dc, dm)), shape=(C, M))
-            g0 += a_dev @ (np.maximum(self._low[:, None] - self.T, 0.0) - d_cloud)
+            g0 += sparse.csr_matrix((a_dev, (dc, dm)), shape=(C, M)) @ np.maximum(self._low[:, None] - self.T, 0.0)
         TT = np.ascontiguousarray(self.T.T)
         d = self._k1_data = dict(A=A, dense=dense, g0=g0, TT=TT, TT32=TT.astype(np.float32),
                                  buf32=np.empty(TT.shape, np.float32),
-                                 tmin=self.T.min(axis=1), tmax=self.T.max(axis=1))
+                                 tmin=self.T.min(axis=1), tmax=self.T.max(axis=1),
+                                 lat_max=float(self.T.max(initial=0.0)))
         return d
 
     def _column_weights(self, c: int):
@@ -396,26 +406,37 @@ class PairModel:
         """``K = 1``: upper bounds on :meth:`column_gains` of column ``c`` on ``servers``, from one single-precision pass.
 
         The sum of :meth:`column_gains` evaluated in ``float32`` (half the
-        memory traffic), raised by its rounding error: with ``u = 2^-24``
-        and ``gamma = (log2 M + 64) u`` (the pairwise sum, inputs and
-        products), ``G <= S (1 + 4 gamma) + 4 u sum_m a_m (tau_m + max_n
-        t_{m,n})``.  Within about ``1e-5`` of the gain (relative) plus that
-        small additive term; the greedy confirms a bound with the exact
-        :meth:`column_gains` before it picks.  Shape ``(len(servers),)``, seconds.
+        memory traffic), raised by its rounding error: with ``u = 2^-24``,
+        ``gamma = (log2 M + 64) u`` (the pairwise sum, inputs and products),
+        ``A = max_m a_m`` and ``L = max_m (tau_m + max_n t_{m,n})``,
+        ``G <= S (1 + 4 gamma) + 4 u sum_m a_m (tau_m + max_n t_{m,n})
+        + 4 M 2^-126 (A + 1)(L + 1)``, the last term for values that
+        underflow in ``float32``.  Within about ``1e-5`` of the gain (relative)
+        plus those small additive terms; the greedy confirms a bound with the
+        exact :meth:`column_gains` before it picks.  Outside the range where
+        single precision is safe (``2^-60 <= A L``, ``A, L <= 2^60``) or if
+        anything is not finite, the exact gains are returned.  Shape
+        ``(len(servers),)``, seconds.
         """
         users, a = self._column_weights(c)
         d = self._k1()
         TT32, tmax = d["TT32"], d["tmax"]
         sv = np.atleast_1d(servers)
+        tu = tau if users is None else tau[users]
+        reach = tu + (tmax if users is None else tmax[users])
+        A = float(a.max()) if a.size else 0.0
+        L = float(reach.max()) if reach.size else 0.0
+        if not (2.0 ** -60 <= A * L and A <= 2.0 ** 60 and L <= 2.0 ** 60 and d["lat_max"] <= 2.0 ** 60):
+            return self.column_gains(tau, c, sv)
         if users is None:
-            s = _server_sums(TT32, sv, tau.astype(np.float32), a.astype(np.float32), buf=d["buf32"])
-            extra = float(a @ (tau + tmax))
+            s = _server_sums(TT32, sv, tu.astype(np.float32), a.astype(np.float32), buf=d["buf32"])
         else:
-            s = _server_sums(TT32, sv, tau[users].astype(np.float32), a.astype(np.float32), users)
-            extra = float(a @ (tau[users] + tmax[users]))
+            s = _server_sums(TT32, sv, tu.astype(np.float32), a.astype(np.float32), users)
         u = 2.0 ** -24
         gamma = (int(self.M).bit_length() + 64) * u
-        return s.astype(float) * (1 + 4 * gamma) + 4 * u * extra
+        out = (s.astype(float) * (1 + 4 * gamma) + 4 * u * float(a @ reach)
+               + 4 * self.M * 2.0 ** -126 * (A + 1) * (L + 1))
+        return out if np.isfinite(out).all() else self.column_gains(tau, c, sv)
 
     def column_bound(self, tau: np.ndarray, c: int) -> float:
         """``K = 1``: an upper bound on :meth:`column_gains` over every server (each user's fastest server), s."""

@@ -107,7 +107,7 @@ VARIANT_BLOCK = 2 ** 25
 
 
 def _score_variants(score: BatchEvaluator, x, n, changes) -> np.ndarray:
-    """``score`` of every :func:`_variants` candidate, ``(len(changes),)`` s, never more than :data:`VARIANT_BLOCK` entries at once."""
+    """``score`` of every :func:`_variants` candidate, ``(len(changes),)`` s, never more than ``VARIANT_BLOCK`` entries at once."""
     per = max(1, sum(xs.size for xs in x))
     step = max(1, VARIANT_BLOCK // per)
     if len(changes) <= step:

@@ -62,7 +62,7 @@ from ..problem import Placement, Problem
 from . import register
 from .pairs import PairModel
 
-__all__ = ["exact", "brute_force", "milp_model", "BRUTE_FORCE_LIMIT"]
+__all__ = ["exact", "brute_force", "milp_model", "BRUTE_FORCE_LIMIT", "GAP_RESOLUTION"]
 
 #: Default largest number of candidate placements ``"brute-force"`` accepts.
 BRUTE_FORCE_LIMIT = 2_000_000
@@ -374,7 +374,7 @@ def exact(problem: Problem, *, time_limit: float | None = 600.0, mip_rel_gap: fl
           ``R`` (weighted seconds, the unit of :func:`slimlib.latency_reduction`);
         * ``gap`` and ``mip_gap``: ``(R_bound - R) / R`` for the returned
           placement (0 when proved optimal, and when ``R_bound - R`` is below
-          :data:`GAP_RESOLUTION` times the no-caching latency times the total
+          :data:`slimlib.solvers.exact.GAP_RESOLUTION` times the no-caching latency times the total
           weight: floating-point noise between the MILP's objective and the
           evaluator); ``highs_gap``: HiGHS' own ``mip_gap`` when it reported one;
         * ``build_s``, ``highs_s``, ``warm_start_s``: where the time went;

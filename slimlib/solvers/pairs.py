@@ -255,7 +255,7 @@ class PairModel:
 
     # -- K = 1: gains by column -------------------------------------------------
     def _k1_weights(self):
-        """``a_{c,m} = w_m p_{m,c}``, shape (C, M): a dense array when at least :data:`DENSE_FRACTION` of it is observed, else CSR.
+        """``a_{c,m} = w_m p_{m,c}``, shape (C, M): a dense array when at least ``DENSE_FRACTION`` of it is observed, else CSR.
 
         Built from the statistics directly (no per-group rows): a dense array is
         filled a block of users at a time, a sparse one is assembled by user and

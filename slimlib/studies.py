@@ -17,7 +17,7 @@ from .latency import average_latency, call_latency, expert_latency, group_latenc
 from .problem import Placement, Problem
 from .solvers.decomposition import server_order
 from .solvers.gains import layer_gains
-from .solvers.greedy import run_greedy
+from .solvers.greedy_run import run_greedy
 from .solvers.knapsack import MAX_UNITS, combine_accelerated, combine_dp, dp_unit
 from .solvers.pairs import PairModel
 

@@ -286,7 +286,8 @@ def _seeded_problems():
 
 def test_fast_paths_from_seed_sets_equal_naive():
     """Started from a feasible seed set (as in the enumeration), the fast loops end in exactly the naive state."""
-    from slimlib.solvers.greedy import _Run, _mode, run_greedy
+    from slimlib.solvers.greedy import _mode
+    from slimlib.solvers.greedy_run import _Run, run_greedy
     for i, p in enumerate(_seeded_problems()):
         pm = PairModel(p)
         rng = np.random.default_rng(i)
@@ -340,7 +341,7 @@ def test_completion_option_is_validated():
 
 def test_k1_fast_path_works_by_column():
     """K = 1: the greedy never builds the per-entry arrays (memory O(observed pairs)); the column bound caps every gain."""
-    from slimlib.solvers.greedy import run_greedy
+    from slimlib.solvers.greedy_run import run_greedy
     p = random_problem(5, num_users=8, num_servers=4, num_layers=3, num_experts=16, top_k=1, server_slots=(4, 12))
     pm = PairModel(p)
     run = run_greedy(pm, None, "celf")
@@ -397,7 +398,7 @@ def test_single_precision_bounds_cap_the_exact_gains(p, seed):
 @pytest.mark.parametrize("seed", range(6))
 def test_value_by_columns_equals_evaluator(seed):
     """K = 1: R from the changed columns only (the greedy's lazy run) equals the evaluator to 1e-12."""
-    from slimlib.solvers.greedy import _Run
+    from slimlib.solvers.greedy_run import _Run
     p = random_problem(seed, num_users=5, num_servers=3, num_layers=3, num_experts=8, top_k=1, server_slots=(2, 6))
     pm = PairModel(p)
     rng = np.random.default_rng(seed)
@@ -457,7 +458,7 @@ def test_lazy_equals_naive_at_extreme_weight_scales(scale):
 @pytest.mark.parametrize("seed", range(3))
 def test_seeded_k1_runs_build_no_full_latency_array(seed):
     """Enumeration seeds of a K = 1 greedy stay column-wise (no (M, C) array) and give the naive result."""
-    from slimlib.solvers.greedy import _initial_gains, _Run
+    from slimlib.solvers.greedy_run import _initial_gains, _Run
     p = random_problem(seed, num_users=5, num_servers=3, num_layers=2, num_experts=5, top_k=1, server_slots=(1, 4))
     pm = PairModel(p)
     r = _Run(pm)

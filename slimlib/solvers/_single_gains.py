@@ -12,6 +12,7 @@ import numpy as np
 
 from ..latency import CallLatency
 from ..problem import Placement, Problem
+from .pairs import dense_weights, start_gains
 
 #: Bytes of the scratch block of :class:`SingleGains` (a few rows of ``M_u`` floats; fits a core's cache).
 CHUNK_BYTES = 2 ** 21
@@ -65,21 +66,8 @@ class SingleGains:
         order = np.argsort(dc, kind="stable")                                  # device entries by column
         self.dev_user = di[order]
         self.dev_ptr = np.searchsorted(dc[order], np.arange(C + 1))
-        # a_{m,c} = w_m p_{m,c}, (C, M_u); written a block of users at a time (rows of the block are contiguous)
-        w = problem.network.user_weight
-        self.a = np.zeros((C, M))
-        blk = max(1, min(M, CHUNK_BYTES // (8 * C)))
-        tmp = np.zeros((blk, C))
-        for i0 in range(0, M, blk):
-            part = users[i0:i0 + blk]
-            st = [problem.stats[m] for m in part]
-            size = [len(x.group_prob) for x in st]
-            # (layer, expert) is unique within a user's statistics: assignment, as marginals()' 0 + p
-            cell = (np.repeat(np.arange(len(part)) * C, size) + np.concatenate([x.group_layer for x in st]) * self.E
-                    + np.concatenate([x.group_experts[:, 0] for x in st]))
-            tmp[:] = 0.0
-            tmp.ravel()[cell] = np.repeat(w[part], size) * np.concatenate([x.group_prob for x in st])
-            self.a[:, i0:i0 + len(part)] = tmp[:len(part)].T
+        # a_{m,c} = w_m p_{m,c}, (C, M_u)
+        self.a = dense_weights(problem, np.asarray(users), np.zeros(M, dtype=np.int64), np.full(M, self.E), C)
         self.rows = max(1, min(C, CHUNK_BYTES // (8 * M)))                   # rows summed at a time
         # touched columns are moved to the first rows of a (row r holds column col[r], column c is in row slot[c]),
         # so that every stage sums consecutive rows; tau (allocated on first use) holds their running minimum
@@ -93,15 +81,10 @@ class SingleGains:
     def untouched(self) -> np.ndarray:
         """``(N, L E)``, weighted seconds: the gain of every column at every server when no other server caches it."""
         if self._base is None:
-            a, di, ptr = self.a, self.dev_user, self.dev_ptr
+            di, ptr = self.dev_user, self.dev_ptr
             dr = self.slot[np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))]    # rows of the device entries
-            held = a[dr, di]
-            a[dr, di] = 0.0                                                     # the device entries apart
-            rows = a @ np.maximum(self.cloud[:, None] - self.edge.T, 0.0)        # (C, N), by row of a
-            a[dr, di] = held
-            if len(dr):
-                from scipy.sparse import csr_matrix
-                rows += csr_matrix((held, (dr, di)), shape=a.shape) @ np.maximum(self.near[:, None] - self.edge.T, 0.0)
+            rows = start_gains(self.a, np.maximum(self.cloud[:, None] - self.edge.T, 0.0),
+                               np.maximum(self.near[:, None] - self.edge.T, 0.0), dr, di)   # (C, N), by row of a
             self._base = np.empty((rows.shape[1], rows.shape[0]))
             self._base[:, self.col] = rows.T
         return self._base

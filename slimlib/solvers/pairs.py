@@ -59,6 +59,53 @@ def _server_sums(TT: np.ndarray, servers: np.ndarray, tau: np.ndarray, a: np.nda
     return _column_sum(tt, tau, a)
 
 
+def dense_weights(problem: Problem, users: np.ndarray, base: np.ndarray, experts: np.ndarray, C: int) -> np.ndarray:
+    """``K = 1`` weights ``a_{c,i} = w_m p_{m,c}`` of the users ``m = users[i]``, dense, shape ``(C, len(users))``.
+
+    Column ``c = base[i] + l * experts[i] + e`` for expert ``e`` of layer ``l``
+    of user ``i``'s model (``base``: the model's first column; ``experts``: its
+    ``E``).  Filled a block of users at a time through one buffer (its
+    transpose stays in the CPU cache; fresh memory is slow to touch on some
+    machines).  Groups are unique per layer, so entries are assigned, not added.
+    """
+    stats, w = problem.stats, problem.network.user_weight
+    M = len(users)
+    A = np.zeros((C, M))
+    step = max(1, min(M, WEIGHT_BLOCK // max(1, C)))
+    buf = np.empty((step, C))
+    for i0 in range(0, M, step):
+        us = users[i0:i0 + step]
+        st = [stats[m] for m in us.tolist()]
+        n = np.array([len(x.group_prob) for x in st], dtype=np.int64)
+        col = np.concatenate([x.group_layer for x in st]) * np.repeat(experts[i0:i0 + len(us)], n)
+        col += np.concatenate([x.group_experts[:, 0] for x in st]) + np.repeat(base[i0:i0 + len(us)], n)
+        block = buf[:len(us)]
+        block.fill(0.0)
+        block[np.repeat(np.arange(len(us)), n), col] = np.repeat(w[us], n) * np.concatenate([x.group_prob for x in st])
+        A[:, i0:i0 + len(us)] = block.T
+    return A
+
+
+def start_gains(A: np.ndarray, d_cloud: np.ndarray, d_near: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+    """``K = 1`` gains with no edge caching, ``A_cloud @ d_cloud + A_dev @ d_near``, shape ``(C, N)``.
+
+    ``A`` (C, M) dense weights; ``d_cloud``, ``d_near`` (M, N) the savings
+    ``max(0, tau0 - t_{m,n})`` from the cloud and from the device; the
+    entries ``(rows, cols)`` of ``A`` start on the device (``A_dev``), the
+    others from the cloud (``A_cloud``; ``A`` is zeroed there during the
+    product and restored).  Sums of non-negative terms only, so a pair that
+    saves nothing gets exactly 0.
+    """
+    held = A[rows, cols].astype(float)
+    A[rows, cols] = 0.0
+    g = A @ d_cloud
+    A[rows, cols] = held
+    if len(rows):
+        from scipy.sparse import csr_matrix
+        g += csr_matrix((held, (rows, cols)), shape=A.shape) @ d_near
+    return g
+
+
 class PairModel:
     """(P1) flattened onto (server, column) pairs, for the pair-based solvers.
 
@@ -278,23 +325,8 @@ class PairModel:
             return int(self.offset[um[m]]) + s.group_layer * mod.num_experts + s.group_experts[:, 0]
 
         if counts.sum() >= DENSE_FRACTION * C * M:
-            A = np.zeros((C, M))
-            step = max(1, min(M, WEIGHT_BLOCK // max(1, C)))
             E_u = np.array([mod.num_experts for mod in problem.models], dtype=np.int64)
-            buf = np.empty((step, C))                   # one buffer: fresh memory is slow to touch on some machines
-            for m0 in range(0, M, step):               # (users, C) rows are filled contiguously, then transposed
-                st = stats[m0:m0 + step]
-                n, ub = counts[m0:m0 + len(st)], um[m0:m0 + len(st)]
-                col = np.concatenate([s.group_layer for s in st]) * np.repeat(E_u[ub], n)
-                col += np.concatenate([s.group_experts[:, 0] for s in st])
-                if len(problem.models) > 1:
-                    col += np.repeat(self.offset[ub], n)
-                block = buf[:len(st)]
-                block.fill(0.0)
-                block[np.repeat(np.arange(len(st)), n), col] = \
-                    np.repeat(w[m0:m0 + len(st)], n) * np.concatenate([s.group_prob for s in st])
-                A[:, m0:m0 + len(st)] = block.T
-            return A
+            return dense_weights(problem, np.arange(M), self.offset[um].astype(np.int64), E_u[um], C)
         ptr = np.concatenate([[0], np.cumsum(counts)])
         idx, val = np.empty(ptr[-1], dtype=np.int64), np.empty(ptr[-1])
         for m in range(M):
@@ -323,26 +355,16 @@ class PairModel:
         dense = isinstance(A, np.ndarray)
         d_cloud = np.maximum(self._cloud[:, None] - self.T, 0.0)            # (M, N)
         dc, dm = self._device_entries()                # the entries that start on the device
-        if not dc.size:
-            a_dev = np.zeros(0)
-        else:
-            a_dev = (A[dc, dm] if dense else np.asarray(A[dc, dm]).ravel()).astype(float)
-        # the cloud part without the device entries (zeroed, then restored): sums of non-negative terms only,
-        # so a pair that saves nothing has a start gain of exactly 0, as column_gains computes it
+        d_near = np.maximum(self._low[:, None] - self.T, 0.0)
         if dense:
-            A[dc, dm] = 0.0
-            g0 = A @ d_cloud
-            A[dc, dm] = a_dev
-        else:
+            g0 = start_gains(A, d_cloud, d_near, dc, dm)
+        else:                                          # CSR: blocks of rows made dense, the same product
             g0 = np.empty((C, N))
             step = max(1, GEMM_BLOCK // max(1, M))
             for c0 in range(0, C, step):
-                block = A[c0:c0 + step].toarray()
                 inside = (dc >= c0) & (dc < c0 + step)
-                block[dc[inside] - c0, dm[inside]] = 0.0
-                g0[c0:c0 + step] = block @ d_cloud
-        if dc.size:
-            g0 += sparse.csr_matrix((a_dev, (dc, dm)), shape=(C, M)) @ np.maximum(self._low[:, None] - self.T, 0.0)
+                g0[c0:c0 + step] = start_gains(A[c0:c0 + step].toarray(), d_cloud, d_near,
+                                               dc[inside] - c0, dm[inside])
         TT = np.ascontiguousarray(self.T.T)
         d = self._k1_data = dict(A=A, dense=dense, g0=g0, TT=TT, TT32=TT.astype(np.float32),
                                  buf32=np.empty(TT.shape, np.float32),
